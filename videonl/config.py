@@ -1,0 +1,116 @@
+"""Every configuration key with its default, and loading with clear errors.
+
+A config is `get_cfg()` merged with a YAML file (which may inherit from others through `_BASE_`, a path or
+a list of paths relative to the file) and then with `KEY VALUE` pairs from the command line.
+"""
+
+import os
+from typing import Iterable, Optional
+
+import yaml
+from fvcore.common.config import CfgNode
+
+BASE_KEY = "_BASE_"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key and the file."""
+
+
+def get_cfg() -> CfgNode:
+    """Return a fresh config holding every key with its default value."""
+    _C = CfgNode()
+
+    _C.MODEL = CfgNode()
+    _C.MODEL.NUM_CLASSES = 400  # classifier outputs
+    _C.MODEL.DROPOUT = 0.5  # dropout before the classifier (non-local paper: 0.5)
+    _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, average the softmax (paper's test)
+    _C.MODEL.HEAD_POOL = 7  # spatial window of the fully-convolutional test head (7 = res5 at 224 pixels)
+    _C.MODEL.INIT = ""  # "" random; "imagenet" torchvision weights inflated; or a path (.pth 2D/ours, .pkl Caffe2)
+
+    _C.RESNET = CfgNode()
+    _C.RESNET.DEPTH = 50  # 50 or 101 (bottleneck blocks per stage: 3,4,6,3 or 3,4,23,3)
+    _C.RESNET.BLOCKS = []  # blocks per stage res2..res5; overrides DEPTH when given (small test models)
+    _C.RESNET.WIDTH = 64  # stem channels; stage widths scale with it (64 = standard ResNet)
+    _C.RESNET.STEM_TEMPORAL_KERNEL = 1  # temporal kernel of conv1 (C2D/slow 1, I3D 5)
+    # Temporal kernel of each bottleneck's first 1x1 conv ("a") and its 3x3 conv ("b"): one list per stage,
+    # repeated over the stage's blocks, e.g. [3, 1] = 3 on blocks 0, 2, 4, ... and 1 on the others.
+    _C.RESNET.TEMPORAL_KERNEL_A = [[1], [1], [1], [1]]
+    _C.RESNET.TEMPORAL_KERNEL_B = [[1], [1], [1], [1]]
+    _C.RESNET.STEM_TEMPORAL_STRIDE = 1  # temporal stride of conv1 (paper's 32-frame layout: 2)
+    _C.RESNET.POOL1_TEMPORAL_KERNEL = 1  # temporal kernel of the max-pool after conv1 (paper 32-frame: 3)
+    _C.RESNET.POOL1_TEMPORAL_STRIDE = 1  # its temporal stride (paper 32-frame: 2)
+    _C.RESNET.POOL2_TEMPORAL_KERNEL = 0  # temporal max-pool after res2; 0 = none (8x8 layouts: 2, paper: 3)
+    _C.RESNET.POOL2_TEMPORAL_STRIDE = 2  # its temporal stride
+    _C.RESNET.ZERO_INIT_FINAL_BN = True  # last BN of every residual branch starts at gamma 0
+
+    _C.BN = CfgNode()
+    _C.BN.EPS = 1e-5  # BatchNorm epsilon
+    _C.BN.MOMENTUM = 0.1  # BatchNorm running-average momentum (PyTorch convention; Caffe2's 0.9)
+    _C.BN.FROZEN = False  # "affine" models: statistics and parameters fixed (128-frame fine-tuning)
+
+    # Context blocks (non-local, GC, ...): which registered block, and after which residual blocks.
+    _C.CONTEXT = CfgNode()
+    _C.CONTEXT.BLOCK = ""  # registered block name; "" = plain backbone
+    _C.CONTEXT.POSITION = "after_block"  # after_block | after_conv_c (before the add) | after_add
+    _C.CONTEXT.RES2 = []  # residual-block indices in res2 that get a block (0-based)
+    _C.CONTEXT.RES3 = []  # ... in res3 (non-local 5-block: [1, 3])
+    _C.CONTEXT.RES4 = []  # ... in res4 (non-local 5-block: [1, 3, 5]; 1-block: [4])
+    _C.CONTEXT.RES5 = []  # ... in res5
+
+    _C.DATA = CfgNode()
+    _C.DATA.NUM_FRAMES = 8  # frames per clip fed to the model
+    _C.DATA.SAMPLING_RATE = 8  # take every n-th frame (32x2: 32 frames out of 64)
+    _C.DATA.TRAIN_CROP_SIZE = 224  # square training crop; FLOPs are reported at this size
+    _C.DATA.TEST_CROP_SIZE = 256  # short side / crop of test views
+    _C.DATA.INPUT_CHANNELS = 3  # RGB
+    _C.DATA.PATH_TO_DATA_DIR = "data/kinetics400"  # folder holding the prepared lists (train.csv, val.csv)
+
+    _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
+    return _C
+
+
+def _base_files(cfg_file: str) -> list:
+    with open(cfg_file) as f:
+        content = yaml.safe_load(f) or {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{cfg_file}: a config file must be a mapping of keys, got {type(content).__name__}")
+    bases = content.get(BASE_KEY, [])
+    return [bases] if isinstance(bases, str) else list(bases)
+
+
+def _check_base_chain(cfg_file: str, seen: tuple = ()) -> None:
+    """Fail early, naming the file whose `_BASE_` entry cannot be found."""
+    if cfg_file in seen:
+        raise ConfigError(f"{cfg_file}: _BASE_ chain is circular ({' -> '.join(seen + (cfg_file,))})")
+    for base in _base_files(cfg_file):
+        path = os.path.join(os.path.dirname(cfg_file), os.path.expanduser(base))
+        if not os.path.isfile(path):
+            raise ConfigError(f"{cfg_file}: _BASE_ file '{base}' not found (looked for {os.path.abspath(path)})")
+        _check_base_chain(path, seen + (cfg_file,))
+
+
+def _explain(err: Exception) -> str:
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
+def load_cfg(cfg_file: Optional[str] = None, opts: Iterable[str] = ()) -> CfgNode:
+    """Defaults, merged with `cfg_file` (and its bases), then with `KEY VALUE` overrides; frozen."""
+    cfg = get_cfg()
+    if cfg_file:
+        if not os.path.isfile(cfg_file):
+            raise ConfigError(f"config file not found: {cfg_file}")
+        _check_base_chain(cfg_file)
+        try:
+            cfg.merge_from_file(cfg_file)
+        except (KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
+            raise ConfigError(f"{cfg_file}: {_explain(err)}") from err
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError) as err:
+        raise ConfigError(f"command-line override: {_explain(err)}") from err
+    cfg.freeze()
+    return cfg

@@ -1,0 +1,52 @@
+"""build_model(cfg): the config's backbone, context blocks, head and initial weights."""
+
+from typing import Tuple
+
+from torch import nn
+
+from . import context  # noqa: F401  (registers the context blocks)
+from .norm import make_norm
+from .registry import context_factory
+from .resnet3d import STAGE_BLOCKS, VideoResNet
+
+
+def stage_blocks(cfg) -> Tuple[int, ...]:
+    """Residual blocks per stage: RESNET.BLOCKS when given, else the standard table for RESNET.DEPTH."""
+    if cfg.RESNET.BLOCKS:
+        if len(cfg.RESNET.BLOCKS) != 4:
+            raise ValueError(f"RESNET.BLOCKS needs 4 entries (res2..res5), got {list(cfg.RESNET.BLOCKS)}")
+        return tuple(cfg.RESNET.BLOCKS)
+    if cfg.RESNET.DEPTH not in STAGE_BLOCKS:
+        raise ValueError(f"RESNET.DEPTH {cfg.RESNET.DEPTH} is not one of {sorted(STAGE_BLOCKS)}; set RESNET.BLOCKS")
+    return STAGE_BLOCKS[cfg.RESNET.DEPTH]
+
+
+def build_model(cfg, init: bool = True) -> nn.Module:
+    """The model the config describes; with `init`, MODEL.INIT's weights are loaded into it."""
+    blocks = stage_blocks(cfg)
+    model = VideoResNet(
+        blocks=blocks,
+        width=cfg.RESNET.WIDTH,
+        stem_t_kernel=cfg.RESNET.STEM_TEMPORAL_KERNEL,
+        stem_t_stride=cfg.RESNET.STEM_TEMPORAL_STRIDE,
+        pool1_t_kernel=cfg.RESNET.POOL1_TEMPORAL_KERNEL,
+        pool1_t_stride=cfg.RESNET.POOL1_TEMPORAL_STRIDE,
+        pool2_t_kernel=cfg.RESNET.POOL2_TEMPORAL_KERNEL,
+        pool2_t_stride=cfg.RESNET.POOL2_TEMPORAL_STRIDE,
+        t_kernels_a=cfg.RESNET.TEMPORAL_KERNEL_A,
+        t_kernels_b=cfg.RESNET.TEMPORAL_KERNEL_B,
+        norm=make_norm(cfg.BN.EPS, cfg.BN.MOMENTUM, cfg.BN.FROZEN),
+        make_context=context_factory(cfg, blocks),
+        context_position=cfg.CONTEXT.POSITION,
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        dropout=cfg.MODEL.DROPOUT,
+        head_pool=cfg.MODEL.HEAD_POOL,
+        fully_conv_test=cfg.MODEL.FULLY_CONV_TEST,
+        input_channels=cfg.DATA.INPUT_CHANNELS,
+        zero_init_final_bn=cfg.RESNET.ZERO_INIT_FINAL_BN,
+    )
+    if init and cfg.MODEL.INIT:
+        from .weights import initialize
+
+        initialize(model, cfg.MODEL.INIT, depth=cfg.RESNET.DEPTH)
+    return model

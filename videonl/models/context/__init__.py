@@ -1,0 +1,1 @@
+"""Context blocks (non-local, global context, CGNL, SGE, CoT). Importing this package registers them."""
