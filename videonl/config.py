@@ -33,10 +33,9 @@ def get_cfg() -> CfgNode:
     _C.RESNET.BLOCKS = []  # blocks per stage res2..res5; overrides DEPTH when given (small test models)
     _C.RESNET.WIDTH = 64  # stem channels; stage widths scale with it (64 = standard ResNet)
     _C.RESNET.STEM_TEMPORAL_KERNEL = 1  # temporal kernel of conv1 (C2D/slow 1, I3D 5)
-    # Temporal kernel of each bottleneck's first 1x1 conv ("a") and its 3x3 conv ("b"): one list per stage,
-    # repeated over the stage's blocks, e.g. [3, 1] = 3 on blocks 0, 2, 4, ... and 1 on the others.
-    _C.RESNET.TEMPORAL_KERNEL_A = [[1], [1], [1], [1]]
-    _C.RESNET.TEMPORAL_KERNEL_B = [[1], [1], [1], [1]]
+    # Temporal kernels, one list per stage res2..res5 repeated over its blocks: [3, 1] = 3 on blocks 0, 2, ...
+    _C.RESNET.TEMPORAL_KERNEL_A = [[1], [1], [1], [1]]  # of each bottleneck's first 1x1 conv (I3D 3x1x1)
+    _C.RESNET.TEMPORAL_KERNEL_B = [[1], [1], [1], [1]]  # of each bottleneck's 3x3 conv (I3D 3x3x3)
     _C.RESNET.STEM_TEMPORAL_STRIDE = 1  # temporal stride of conv1 (paper's 32-frame layout: 2)
     _C.RESNET.POOL1_TEMPORAL_KERNEL = 1  # temporal kernel of the max-pool after conv1 (paper 32-frame: 3)
     _C.RESNET.POOL1_TEMPORAL_STRIDE = 1  # its temporal stride (paper 32-frame: 2)

@@ -1,0 +1,188 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from videonl.config import load_cfg
+from videonl.models import build_model, register_context_block
+from videonl.models.norm import FrozenBatchNorm3d
+from videonl.models.resnet3d import Bottleneck
+
+SMALL = ["RESNET.WIDTH", "4", "RESNET.BLOCKS", "[1, 2, 2, 1]", "MODEL.NUM_CLASSES", "5"]
+
+
+def cfg_of(name, *opts):
+    return load_cfg(f"configs/kinetics400/{name}.yaml", list(opts))
+
+
+def temporal_kernels(model, conv):
+    """Per stage, the temporal kernel of `conv` ("conv_a" or "conv_b") in each residual block."""
+    return [[getattr(block, conv).kernel_size[0] for block in getattr(model, stage)]
+            for stage in ("res2", "res3", "res4", "res5")]
+
+
+@pytest.mark.parametrize(
+    "name, stem, kernels_a, kernels_b",
+    [
+        ("c2d_r50_32x2", 1, [[1] * 3, [1] * 4, [1] * 6, [1] * 3], [[1] * 3, [1] * 4, [1] * 6, [1] * 3]),
+        ("i3d_r50_32x2", 5, [[3, 3, 3], [3, 1, 3, 1], [3, 1, 3, 1, 3, 1], [1, 3, 1]],
+         [[1] * 3, [1] * 4, [1] * 6, [1] * 3]),
+        ("i3d333_r50_32x2", 5, [[1] * 3, [1] * 4, [1] * 6, [1] * 3],
+         [[3, 3, 3], [3, 1, 3, 1], [3, 1, 3, 1, 3, 1], [1, 3, 1]]),
+        ("slow_r50_8x8", 1, [[1] * 3, [1] * 4, [3] * 6, [3] * 3], [[1] * 3, [1] * 4, [1] * 6, [1] * 3]),
+    ],
+)
+def test_temporal_kernel_tables(name, stem, kernels_a, kernels_b):
+    model = build_model(cfg_of(name, "RESNET.WIDTH", "4"))
+    assert model.stem.conv.kernel_size == (stem, 7, 7)
+    assert temporal_kernels(model, "conv_a") == kernels_a
+    assert temporal_kernels(model, "conv_b") == kernels_b
+
+
+def test_i3d_r101_inflates_every_other_block_of_res4():
+    model = build_model(cfg_of("i3d_r101_32x2", "RESNET.WIDTH", "4"))
+    assert temporal_kernels(model, "conv_a")[2] == [3 if i % 2 == 0 else 1 for i in range(23)]
+
+
+@pytest.mark.parametrize(
+    "name, frames, stem_t, res3_t",
+    [("c2d_r50_32x2", 32, 8, 4), ("i3d_r50_32x2", 128, 32, 16), ("i3d_r50_8x8", 8, 8, 4), ("slow_r50_8x8", 8, 8, 8)],
+)
+def test_temporal_layouts(name, frames, stem_t, res3_t):
+    model = build_model(cfg_of(name, *SMALL)).eval()
+    shapes = {}
+    for stage, module in model.stage_modules():
+        module.register_forward_hook(lambda m, i, out, stage=stage: shapes.__setitem__(stage, tuple(out.shape)))
+    with torch.no_grad():
+        model(torch.randn(1, 3, frames, 64, 64))
+    assert shapes["stem"][2:] == (stem_t, 16, 16)
+    assert shapes["res3"][2:] == (res3_t, 8, 8)
+    assert shapes["res5"][2] == res3_t
+
+
+def test_fresh_residual_branches_are_zero():
+    model = build_model(cfg_of("i3d_r50_8x8", *SMALL))
+    assert all(torch.all(m.bn_c.weight == 0) for m in model.modules() if isinstance(m, Bottleneck))
+    model = build_model(cfg_of("i3d_r50_8x8", *SMALL, "RESNET.ZERO_INIT_FINAL_BN", "False"))
+    assert all(torch.all(m.bn_c.weight == 1) for m in model.modules() if isinstance(m, Bottleneck))
+
+
+def _randomise_bn(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.normal_(0, 0.1)
+
+
+def test_fully_convolutional_test_averages_window_softmax():
+    model = build_model(cfg_of("c2d_r50_8x8", *SMALL, "MODEL.HEAD_POOL", "2")).eval()
+    _randomise_bn(model)
+    clip = torch.randn(2, 3, 8, 96, 128)  # res5 map 3 x 4 -> 2 x 3 windows of 2 x 2
+    with torch.no_grad():
+        out = model(clip)
+        feats = model.features(clip)
+    probs = []
+    for y in range(feats.shape[3] - 1):
+        for x in range(feats.shape[4] - 1):
+            pooled = feats[:, :, :, y : y + 2, x : x + 2].mean(dim=(2, 3, 4))
+            probs.append(model.head.fc(pooled).softmax(-1))
+    assert len(probs) == 6
+    torch.testing.assert_close(out.softmax(-1), torch.stack(probs).mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_single_window_and_training_give_plain_logits():
+    model = build_model(cfg_of("c2d_r50_8x8", *SMALL)).eval()
+    _randomise_bn(model)
+    clip = torch.randn(2, 3, 8, 64, 64)  # res5 map 2 x 2 < HEAD_POOL: one window
+    with torch.no_grad():
+        expected = model.head.fc(model.features(clip).mean(dim=(2, 3, 4)))
+        torch.testing.assert_close(model(clip), expected)
+        model.train()
+        model.head.dropout.p = 0.0
+        model.apply(lambda m: m.eval() if isinstance(m, nn.BatchNorm3d) else None)
+        torch.testing.assert_close(model(clip), expected)
+
+
+class Zero(nn.Module):
+    """A context block whose output is zero: shows where in the residual block it acts."""
+
+    calls = []
+
+    def __init__(self, dim, stage):
+        super().__init__()
+        self.dim, self.stage = dim, stage
+
+    @classmethod
+    def from_config(cls, cfg, dim, stage):
+        return cls(dim, stage)
+
+    def forward(self, x):
+        assert x.shape[1] == self.dim
+        return torch.zeros_like(x)
+
+
+register_context_block("test_zero")(Zero)
+
+
+def _context_cfg(position, *opts):
+    return cfg_of("i3d_r50_8x8", *SMALL, "CONTEXT.BLOCK", "test_zero", "CONTEXT.POSITION", position, *opts)
+
+
+def test_placement_puts_blocks_where_the_spec_says():
+    model = build_model(_context_cfg("after_block", "CONTEXT.RES3", "[1]", "CONTEXT.RES4", "[0, 1]"))
+    placed = {name for name, m in model.named_modules() if isinstance(m, Zero)}
+    assert placed == {"res3.1.context", "res4.0.context", "res4.1.context"}
+    assert model.res4[0].context.dim == 16 * 4 and model.res4[0].context.stage == "res4"
+
+
+@pytest.mark.parametrize("position", ["after_block", "after_conv_c", "after_add"])
+def test_context_positions(position):
+    model = build_model(_context_cfg(position, "CONTEXT.RES3", "[1]")).eval()
+    _randomise_bn(model)
+    block = model.res3[1]
+    x = torch.randn(1, 32, 4, 8, 8)
+    with torch.no_grad():
+        out = block(x)
+    # after_block zeroes the output; after_add zeroes the sum; after_conv_c leaves relu(shortcut).
+    expected = torch.relu(x) if position == "after_conv_c" else torch.zeros_like(x)
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (SMALL + ["CONTEXT.BLOCK", "test_zero", "CONTEXT.RES4", "[6]"], "CONTEXT.RES4 index 6 is outside res4's 2"),
+        (SMALL + ["CONTEXT.BLOCK", "test_zero"], "CONTEXT.RES2..RES5 are all empty"),
+        (SMALL + ["CONTEXT.RES3", "[0]"], "CONTEXT.BLOCK names none"),
+        (SMALL + ["CONTEXT.BLOCK", "nosuch", "CONTEXT.RES3", "[0]"], "'nosuch' is not a registered.*test_zero"),
+        (SMALL + ["CONTEXT.BLOCK", "test_zero", "CONTEXT.RES3", "[0]", "CONTEXT.POSITION", "in"], "CONTEXT.POSITION"),
+        (["RESNET.DEPTH", "34"], "RESNET.DEPTH 34"),
+        (["RESNET.BLOCKS", "[1, 1]"], "RESNET.BLOCKS needs 4 entries"),
+    ],
+)
+def test_bad_model_configs_name_the_key(opts, message):
+    with pytest.raises((ValueError, KeyError), match=message):
+        build_model(cfg_of("i3d_r50_8x8", *opts))
+
+
+def test_even_temporal_kernel_is_refused():
+    with pytest.raises(ValueError, match="odd"):
+        build_model(cfg_of("i3d_r50_8x8", *SMALL, "RESNET.TEMPORAL_KERNEL_A", "[[2], [1], [1], [1]]"))
+
+
+def test_frozen_bn_is_fixed_and_mode_independent():
+    model = build_model(cfg_of("i3d_r50_8x8", *SMALL, "BN.FROZEN", "True", "MODEL.DROPOUT", "0.0"))
+    norms = [m for m in model.modules() if isinstance(m, FrozenBatchNorm3d)]
+    assert norms and not any(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+    trainable = {n for n, p in model.named_parameters()}
+    assert not any(".bn" in n or "stem.bn" in n for n in trainable)
+    for m in norms:
+        m.running_var.uniform_(0.5, 1.5)
+    clip = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        train_out = model.train()(clip)
+        eval_out = model.eval()(clip)
+    torch.testing.assert_close(train_out, eval_out)
+    assert math.isfinite(train_out.sum().item())

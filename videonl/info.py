@@ -1,0 +1,127 @@
+"""Model report: parameters, GFLOPs per view, output shape per stage and where context blocks sit.
+
+    python -m videonl.info --cfg configs/kinetics400/i3d_r50_32x2.yaml [KEY VALUE ...] [--json]
+    python -m videonl.info --table configs/kinetics400/*.yaml
+"""
+
+import argparse
+import json
+import sys
+from typing import Dict, List, Optional
+
+import torch
+
+from .config import load_cfg
+from .flops import flop_analysis
+from .models import build_model
+from .models.resnet3d import Bottleneck
+
+
+def _count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _stage_shapes(model, clip: torch.Tensor) -> Dict[str, List[int]]:
+    """Output shape `[C, T, H, W]` of every stage for one clip."""
+    shapes = {}
+    hooks = [module.register_forward_hook(lambda m, i, out, name=name: shapes.__setitem__(name, list(out.shape[1:])))
+             for name, module in model.stage_modules()]
+    with torch.no_grad():
+        model(clip)
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def model_report(cfg, crop: Optional[int] = None, frames: Optional[int] = None) -> dict:
+    """Figures for one view of `frames` x `crop` x `crop` (defaults: the config's training clip)."""
+    model = build_model(cfg, init=False).eval()
+    crop = crop or cfg.DATA.TRAIN_CROP_SIZE
+    frames = frames or cfg.DATA.NUM_FRAMES
+    clip = torch.zeros(1, cfg.DATA.INPUT_CHANNELS, frames, crop, crop)
+    analysis = flop_analysis(model, clip)
+    by_module = analysis.by_module()
+    blocks = [
+        {
+            "name": f"{name}.context",
+            "type": type(module.context).__name__,
+            "position": module.position,
+            "params_m": _count_params(module.context) / 1e6,
+            "gflops": by_module.get(f"{name}.context", 0) / 1e9,
+        }
+        for name, module in model.named_modules()
+        if isinstance(module, Bottleneck) and module.context is not None
+    ]
+    return {
+        "input_shape": list(clip.shape),
+        "params_m": _count_params(model) / 1e6,
+        "gflops": analysis.total() / 1e9,
+        "stages": _stage_shapes(model, clip),
+        "context_blocks": blocks,
+    }
+
+
+def format_report(cfg_file: str, report: dict) -> str:
+    lines = [
+        f"config      {cfg_file}",
+        f"input       {'x'.join(map(str, report['input_shape']))} (one view)",
+        f"parameters  {report['params_m']:.2f} M",
+        f"GFLOPs      {report['gflops']:.2f} (multiply-adds, fvcore)",
+        "",
+        f"{'stage':8s}output C x T x H x W",
+    ]
+    lines += [f"{name:8s}{' x '.join(map(str, shape))}" for name, shape in report["stages"].items()]
+    lines.append("")
+    if not report["context_blocks"]:
+        lines.append("context blocks: none")
+    else:
+        lines.append(f"context blocks: {len(report['context_blocks'])}")
+        lines += [
+            f"  {b['name']:18s}{b['type']:22s}{b['position']:14s}{b['params_m']:7.3f} M  {b['gflops']:7.3f} GFLOPs"
+            for b in report["context_blocks"]
+        ]
+    return "\n".join(lines)
+
+
+def markdown_table(cfg_files: List[str]) -> str:
+    """One row per config, as the README's model table shows them."""
+    rows = ["| config | clip | params (M) | GFLOPs / view | context blocks |", "|---|---|---|---|---|"]
+    for cfg_file in cfg_files:
+        cfg = load_cfg(cfg_file)
+        report = model_report(cfg)
+        _, _, t, h, w = report["input_shape"]
+        blocks = report["context_blocks"]
+        placed = f"{len(blocks)} x {blocks[0]['type']}" if blocks else "-"
+        rows.append(f"| `{cfg_file}` | {t}x{h}x{w} | {report['params_m']:.2f} | {report['gflops']:.2f} | {placed} |")
+    return "\n".join(rows)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m videonl.info",
+        description="Report a model's parameters, GFLOPs per view (fvcore, one multiply-add = one FLOP), "
+        "output shape per stage and context-block placement.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cfg", help="config YAML file")
+    source.add_argument("--table", nargs="+", metavar="CFG", help="print a Markdown table row per config file")
+    parser.add_argument("--crop", type=int, help="view height and width (default: DATA.TRAIN_CROP_SIZE)")
+    parser.add_argument("--frames", type=int, help="frames per view (default: DATA.NUM_FRAMES)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.table:
+        print(markdown_table(args.table))
+        return 0
+    cfg = load_cfg(args.cfg, args.opts)
+    report = model_report(cfg, crop=args.crop, frames=args.frames)
+    print(json.dumps(report, indent=2) if args.json else format_report(args.cfg, report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
