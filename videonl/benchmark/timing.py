@@ -1,5 +1,7 @@
 """Wall time and peak memory of a callable, on the CPU or a CUDA device."""
 
+import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -13,17 +15,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _resident_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeat: int = 3) -> Dict[str, float]:
     """Median seconds per call over `repeat` calls after `warmup`, and peak memory in MiB.
 
-    On CUDA the peak is `torch.cuda.max_memory_allocated` during the timed calls; on the CPU it is the
-    process's peak resident set size, which only grows, so compare CPU peaks within one run with care.
+    On CUDA the peak is `torch.cuda.max_memory_allocated` during the calls. On the CPU it is how far the
+    process's peak resident size rose above its size before the calls: exact only in a process that has
+    done little else, so run CPU cases through `isolated`.
     """
-    for _ in range(warmup):
-        fn()
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        start_mib = torch.cuda.memory_allocated(device) / 2**20
+    else:
+        start_mib = _resident_mib()
+    for _ in range(warmup):
+        fn()
+    _sync(device)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -31,7 +43,32 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
         _sync(device)
         times.append(time.perf_counter() - start)
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": statistics.median(times), "peak_mib": peak}
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": statistics.median(times), "peak_mib": max(0.0, peak_mib - start_mib)}
+
+
+def _child(target, args, conn) -> None:
+    conn.send(target(*args))
+
+
+def isolated(target: Callable[..., Dict], *args) -> Dict:
+    """`target(*args)` run in a fresh process, so its CPU memory peak is its own.
+
+    A spawned (not forked) process: forking after torch has used its OpenMP threads hangs the child.
+    `target` and `args` must be picklable (a module-level function and plain values).
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(target, args, sender))
+    process.start()
+    sender.close()
+    try:
+        result = receiver.recv()
+    except EOFError:
+        result = None
+    process.join()
+    if result is None:
+        raise RuntimeError(f"benchmark case {target.__name__}{args} died (exit code {process.exitcode})")
+    return result
