@@ -1,0 +1,101 @@
+"""Convert a PyTorchVideo model-zoo or Caffe2 (video-nonlocal-net) checkpoint into a videonl checkpoint.
+
+    python -m videonl.convert pytorchvideo --cfg configs/kinetics400/i3d_r50_8x8.yaml --in I3D_8x8_R50.pyth
+    python -m videonl.convert caffe2 --cfg configs/kinetics400/i3d_r50_32x2.yaml --in i3d_32x2.pkl --bgr-to-rgb
+
+Every weight of the configured model must come from the checkpoint and every converted weight must find a
+place in it, so a checkpoint for another architecture fails with the keys that do not match.
+"""
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from .config import ConfigError, load_cfg
+from .models import build_model
+from .models.weights import (
+    CheckpointError,
+    LoadReport,
+    convert_caffe2,
+    convert_pytorchvideo,
+    load_caffe2_blobs,
+    load_pytorchvideo_checkpoint,
+    load_state_dict_checked,
+    save_checkpoint,
+)
+
+
+SOURCES = {
+    "pytorchvideo": "PyTorchVideo model zoo (c2d_r50, i3d_r50, slow_r50): {'model_state': state_dict, ...}",
+    "caffe2": "Caffe2 .pkl of the original non-local release: {'blobs': {name: array}}",
+}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m videonl.convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cfg", required=True, help="config of the model the checkpoint holds")
+    common.add_argument("--in", dest="input", required=True, metavar="FILE", help="checkpoint to convert")
+    common.add_argument("--out", metavar="FILE", help="checkpoint to write (default: OUTPUT_DIR/<input name>.pth)")
+    common.add_argument(
+        "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, last on the line"
+    )
+    sources = parser.add_subparsers(dest="source", required=True, metavar="{pytorchvideo,caffe2}")
+    source_parsers = {
+        name: sources.add_parser(name, parents=[common], help=text, description=text) for name, text in SOURCES.items()
+    }
+    source_parsers["caffe2"].add_argument(
+        "--bgr-to-rgb", action="store_true", help="reverse the stem's input channels (a model trained on BGR frames)"
+    )
+    return parser.parse_args(argv)
+
+
+def convert_source(args: argparse.Namespace, model):
+    """(state in our names, unused source keys) of the checkpoint `args` names."""
+    if args.source == "pytorchvideo":
+        return convert_pytorchvideo(load_pytorchvideo_checkpoint(args.input))
+    return convert_caffe2(load_caffe2_blobs(args.input), model, bgr_to_rgb=args.bgr_to_rgb)
+
+
+def check_complete(report: LoadReport, args: argparse.Namespace) -> None:
+    """A converted checkpoint must cover the whole model and nothing else; name the keys that do not match.
+
+    The load's own report is the judge, not key sets: a frozen BN, say, takes and drops `num_batches_tracked`.
+    """
+    problems = []
+    if report.missing:
+        problems.append(f"model weights the checkpoint does not provide: {', '.join(report.missing)}")
+    if report.unexpected:
+        problems.append(f"converted weights the model has no place for: {', '.join(report.unexpected)}")
+    if problems:
+        raise CheckpointError(f"{args.input} does not fit the model of {args.cfg}:\n  " + "\n  ".join(problems))
+
+
+def default_output(cfg, input_path: str) -> str:
+    return os.path.join(cfg.OUTPUT_DIR, os.path.splitext(os.path.basename(input_path))[0] + ".pth")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    """Convert, check and save; returns the path written."""
+    args = parse_args(argv)
+    cfg = load_cfg(args.cfg, args.opts)
+    model = build_model(cfg, init=False)
+    state, unused = convert_source(args, model)
+    check_complete(load_state_dict_checked(model, state), args)
+    output = args.out or default_output(cfg, args.input)
+    save_checkpoint(output, model, cfg, converted_from=os.path.abspath(args.input), source_format=args.source)
+    print(f"converted {len(state)} tensors from {args.input} ({args.source})")
+    if unused:
+        print(f"skipped {len(unused)} source keys: {', '.join(unused)}")
+    print(f"saved {output}")
+    return output
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (CheckpointError, ConfigError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
