@@ -57,6 +57,16 @@ def get_cfg() -> CfgNode:
     _C.CONTEXT.RES4 = []  # ... in res4 (non-local 5-block: [1, 3, 5]; 1-block: [4])
     _C.CONTEXT.RES5 = []  # ... in res5
 
+    # The non-local block (CONTEXT.BLOCK nonlocal).
+    _C.NONLOCAL = CfgNode()
+    _C.NONLOCAL.INSTANTIATION = "embedded_gaussian"  # gaussian | embedded_gaussian | dot_product | concatenation
+    _C.NONLOCAL.MODE = "spacetime"  # spacetime | space (within each frame) | time (across frames, per position)
+    _C.NONLOCAL.FRAMES_PER_GROUP = [0, 0, 0, 0]  # per stage res2..res5: attend within n-frame groups (0: clip)
+    _C.NONLOCAL.INNER_RATIO = 0.5  # theta, phi, g channels as a fraction of the block's (paper: 1/2)
+    _C.NONLOCAL.POOL = [1, 2, 2]  # max-pool (t, h, w) of the input of phi and g (official code: 1x2x2)
+    _C.NONLOCAL.USE_SCALE = True  # scale softmax logits by 1/sqrt(d), as the official code does
+    _C.NONLOCAL.FAST = True  # fused / reassociated attention where it applies; False: plain matmuls
+
     _C.DATA = CfgNode()
     _C.DATA.NUM_FRAMES = 8  # frames per clip fed to the model
     _C.DATA.SAMPLING_RATE = 8  # take every n-th frame (32x2: 32 frames out of 64)

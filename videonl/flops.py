@@ -1,9 +1,11 @@
 """FLOP counting with fvcore, one multiply-add = one FLOP.
 
-Only multiply-accumulate work is counted (convolutions, linear layers, matrix products), as the papers and
-the PyTorchVideo model zoo do; element-wise normalisation, pooling and resizing are left out.
+Only multiply-accumulate work is counted (convolutions, linear layers, matrix products and fused attention,
+which fvcore does not know), as the papers and the PyTorchVideo model zoo do; element-wise normalisation,
+softmax, pooling and resizing are left out.
 """
 
+import math
 import warnings
 from collections import Counter
 
@@ -12,6 +14,7 @@ import torch
 # fvcore's import scripts a function with torch.jit, which current torch warns about on every run.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
+from fvcore.nn.jit_handles import get_shape  # noqa: E402
 from torch import nn
 
 # fvcore counts these by default; they are not multiply-adds.
@@ -32,10 +35,18 @@ def _not_counted(inputs, outputs) -> Counter:
     return Counter()
 
 
+def _attention_flops(inputs, outputs) -> Counter:
+    """softmax(q k^T) v: L x S x E multiply-adds for the scores and L x S x Ev for the weighted sum."""
+    q, k, v = (get_shape(value) for value in inputs[:3])
+    batch = math.prod(q[:-2])
+    return Counter({"attention": batch * q[-2] * k[-2] * (q[-1] + v[-1])})
+
+
 def flop_analysis(model: nn.Module, inputs: torch.Tensor) -> FlopCountAnalysis:
     """An fvcore analysis of `model(inputs)`; `.total()` and `.by_module()` give the counts."""
     analysis = FlopCountAnalysis(model, inputs)
     analysis.set_op_handle(**{op: _not_counted for op in _IGNORED_OPS})
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _attention_flops)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis

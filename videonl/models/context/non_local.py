@@ -1,0 +1,180 @@
+"""The non-local block (Wang et al., CVPR 2018): y_i = 1/C(x) sum_j f(x_i, x_j) g(x_j), z = W_z y + x.
+
+Four pairwise functions f with their normalisers C(x) (paper, Section 3.2):
+  gaussian            exp(x_i . x_j)             softmax over j
+  embedded_gaussian   exp(theta(x_i) . phi(x_j)) softmax over j (the default; the official code scales the
+                                                 logits by 1/sqrt(d))
+  dot_product         theta(x_i) . phi(x_j)      1/N, N the number of positions j
+  concatenation       ReLU(w . [theta(x_i), phi(x_j)])  1/N
+
+As in the official code and PyTorchVideo, phi and g see the input max-pooled by `pool` (1x2x2 by default).
+Positions attend within windows: the whole clip (spacetime), one frame (space), one pixel's track through
+time (time), or a group of frames (the 128-frame models' res3). A window only regroups positions into
+the attention's batch, so every mode runs the same code.
+"""
+
+import math
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import STAGES, register_context_block
+
+INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+MODES = ("spacetime", "space", "time")
+INIT_STD = 0.01  # Gaussian init of the block's convs, as the official code
+
+
+def to_windows(x: torch.Tensor, window: Tuple[int, int, int]) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B * windows, positions per window, C] for windows of `window` (t, h, w)."""
+    b, c, t, h, w = x.shape
+    wt, wh, ww = window
+    x = x.reshape(b, c, t // wt, wt, h // wh, wh, w // ww, ww)
+    return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(-1, wt * wh * ww, c)
+
+
+def from_windows(y: torch.Tensor, shape: Sequence[int], window: Tuple[int, int, int]) -> torch.Tensor:
+    """Inverse of `to_windows` for a map of `shape` [B, C, T, H, W]."""
+    b, c, t, h, w = shape
+    wt, wh, ww = window
+    y = y.reshape(b, t // wt, h // wh, w // ww, wt, wh, ww, c)
+    return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, t, h, w)
+
+
+def softmax_attention(q, k, v, scale: float, fast: bool) -> torch.Tensor:
+    """softmax(q k^T * scale) v; the fast path never holds the [L, M] matrix in memory."""
+    if fast:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return torch.softmax(q @ k.transpose(1, 2) * scale, dim=-1) @ v
+
+
+def dot_product_attention(q, k, v, fast: bool) -> torch.Tensor:
+    """(q k^T / M) v with M keys. The fast path takes whichever order of the products costs less:
+    q (k^T v) / M gives the same numbers in (L + M) d^2 multiply-adds instead of 2 L M d, and never holds
+    the [L, M] matrix; it wins on long clips, where L M is far larger than (L + M) d."""
+    length, keys, dim = q.shape[1], k.shape[1], q.shape[2]
+    if fast and (length + keys) * dim * v.shape[2] < length * keys * (dim + v.shape[2]):
+        return q @ (k.transpose(1, 2) @ v) / keys
+    return (q @ k.transpose(1, 2) / keys) @ v
+
+
+@register_context_block("nonlocal")
+class NonLocal(nn.Module):
+    """A residual non-local block on `[B, C, T, H, W]`.
+
+    Args:
+        dim: input and output channels.
+        dim_inner: channels of theta, phi and g (the paper: dim / 2).
+        instantiation: one of INSTANTIATIONS.
+        mode: "spacetime", "space" (within each frame) or "time" (across frames at each position).
+        frames_per_group: in spacetime mode, attend within groups of this many frames (0: the whole clip).
+        pool: max-pool (t, h, w) applied to the input of phi and g.
+        use_scale: scale softmax logits by 1/sqrt(d).
+        norm: BatchNorm after W_z, its gamma starting at 0; without it (frozen-BN models) W_z starts at 0.
+            Either way the block starts as the identity.
+        fast: use the fused or reassociated attention where it applies (not concatenation).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        dim_inner: int,
+        instantiation: str = "embedded_gaussian",
+        mode: str = "spacetime",
+        frames_per_group: int = 0,
+        pool: Sequence[int] = (1, 2, 2),
+        use_scale: bool = True,
+        norm: bool = True,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+        fast: bool = True,
+    ):
+        super().__init__()
+        if instantiation not in INSTANTIATIONS:
+            raise ValueError(f"NONLOCAL.INSTANTIATION '{instantiation}' must be one of {', '.join(INSTANTIATIONS)}")
+        if mode not in MODES:
+            raise ValueError(f"NONLOCAL.MODE '{mode}' must be one of {', '.join(MODES)}")
+        if frames_per_group and mode != "spacetime":
+            raise ValueError(f"NONLOCAL.FRAMES_PER_GROUP groups frames in spacetime mode only, not in '{mode}'")
+        self.instantiation, self.mode, self.frames_per_group = instantiation, mode, frames_per_group
+        self.use_scale, self.fast = use_scale, fast
+        self.pool = nn.MaxPool3d(tuple(pool), tuple(pool)) if any(p > 1 for p in pool) else None
+        embedded = instantiation != "gaussian"
+        self.conv_theta = nn.Conv3d(dim, dim_inner, 1) if embedded else None
+        self.conv_phi = nn.Conv3d(dim, dim_inner, 1) if embedded else None
+        self.conv_g = nn.Conv3d(dim, dim_inner, 1)
+        self.conv_out = nn.Conv3d(dim_inner, dim, 1)
+        self.concat_project = nn.Conv1d(2 * dim_inner, 1, 1) if instantiation == "concatenation" else None
+        self.bn = nn.BatchNorm3d(dim, eps=bn_eps, momentum=bn_momentum) if norm else None
+        self._init_weights()
+
+    @classmethod
+    def from_config(cls, cfg, dim: int, stage: str) -> "NonLocal":
+        nl = cfg.NONLOCAL
+        return cls(
+            dim,
+            int(dim * nl.INNER_RATIO),
+            instantiation=nl.INSTANTIATION,
+            mode=nl.MODE,
+            frames_per_group=nl.FRAMES_PER_GROUP[STAGES.index(stage)],
+            pool=nl.POOL,
+            use_scale=nl.USE_SCALE,
+            norm=not cfg.BN.FROZEN,
+            bn_eps=cfg.BN.EPS,
+            bn_momentum=cfg.BN.MOMENTUM,
+            fast=nl.FAST,
+        )
+
+    def _init_weights(self) -> None:
+        for conv in (self.conv_theta, self.conv_phi, self.conv_g, self.conv_out, self.concat_project):
+            if conv is not None:
+                nn.init.normal_(conv.weight, std=INIT_STD)
+                nn.init.zeros_(conv.bias)
+        if self.bn is not None:
+            nn.init.zeros_(self.bn.weight)
+            nn.init.zeros_(self.bn.bias)
+        else:
+            nn.init.zeros_(self.conv_out.weight)
+
+    def windows(self, shape: Sequence[int]) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
+        """Query and key windows (t, h, w) for a map of `shape` [B, C, T, H, W]."""
+        _, _, t, h, w = shape
+        group = self.frames_per_group or t
+        query = {"spacetime": (group, h, w), "space": (1, h, w), "time": (t, 1, 1)}[self.mode]
+        if t % query[0]:
+            raise ValueError(f"NONLOCAL.FRAMES_PER_GROUP {self.frames_per_group} does not divide {t} frames")
+        pool = self.pool.kernel_size if self.pool is not None else (1, 1, 1)
+        key = []
+        for size, full, stride in zip(query, (t, h, w), pool):
+            if size == full:
+                key.append(full // stride)
+            elif size % stride == 0:
+                key.append(size // stride)
+            else:
+                raise ValueError(f"NONLOCAL.POOL {tuple(pool)} does not tile '{self.mode}' windows of {query}")
+        return query, tuple(key)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """y_i = 1/C(x) sum_j f(q_i, k_j) v_j on [windows, positions, channels]."""
+        if self.instantiation in ("gaussian", "embedded_gaussian"):
+            scale = q.shape[-1] ** -0.5 if self.use_scale else 1.0
+            return softmax_attention(q, k, v, scale, self.fast)
+        if self.instantiation == "dot_product":
+            return dot_product_attention(q, k, v, self.fast)
+        # w . [q_i, k_j] = w_q . q_i + w_k . k_j: two projections, then a broadcast sum to [n, L, M].
+        weight_q, weight_k = self.concat_project.weight[0].split(q.shape[-1])  # [d, 1] each
+        scores = F.relu(q @ weight_q + (k @ weight_k).transpose(1, 2) + self.concat_project.bias)
+        return scores @ v / k.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x) if self.pool is not None else x
+        theta = self.conv_theta(x) if self.conv_theta is not None else x
+        phi = self.conv_phi(pooled) if self.conv_phi is not None else pooled
+        g = self.conv_g(pooled)
+        query_window, key_window = self.windows(x.shape)
+        y = self.attend(to_windows(theta, query_window), to_windows(phi, key_window), to_windows(g, key_window))
+        y = from_windows(y, (x.shape[0], g.shape[1]) + tuple(x.shape[2:]), query_window)
+        z = self.conv_out(y)
+        return x + (self.bn(z) if self.bn is not None else z)
