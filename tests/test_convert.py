@@ -88,6 +88,12 @@ def caffe2_name(key: str) -> str:
         return f"res_conv1_bn_{BN_FIELDS[field]}"
     if module == ["head", "fc"]:
         return f"pred_{field[0]}"
+    if "context" in module:  # a non-local block after residual block res{S}.{I}: nonlocal_conv{S}_{I}
+        stage, index, _, layer = module
+        prefix = f"nonlocal_conv{stage[-1]}_{index}"
+        if layer == "bn":
+            return f"{prefix}_bn_{BN_FIELDS[field]}"
+        return f"{prefix}_{layer[len('conv_'):]}_{field[0]}"
     stage, index, layer = module
     if layer in CONV_BLOBS:
         return f"{stage}_{index}_{CONV_BLOBS[layer]}_w"
@@ -196,3 +202,26 @@ def test_a_checkpoint_for_another_model_fails_naming_the_keys(reference, tmp_pat
     with pytest.raises(CheckpointError, match=named):
         main(["caffe2", "--cfg", I3D, "--in", pkl, "--out", str(output), *opts])
     assert not output.exists()
+
+
+def test_caffe2_nonlocal_blobs_land_in_the_blocks(tmp_path):
+    opts = [*SMALL_I3D, "CONTEXT.BLOCK", "nonlocal", "CONTEXT.RES3", "[1]", "CONTEXT.RES4", "[0]"]
+    torch.manual_seed(0)
+    reference = randomize_batch_norms(build_model(load_cfg(I3D, opts), init=False)).eval()
+    with torch.no_grad():  # the blocks start as the identity; make them compute something
+        for name, p in reference.named_parameters():
+            if ".context." in name:
+                p.normal_(0, 0.2)
+    blobs = caffe2_blobs(reference)
+    assert {"nonlocal_conv3_1_theta_w", "nonlocal_conv3_1_g_b", "nonlocal_conv4_0_out_w", "nonlocal_conv4_0_bn_riv"} <= set(blobs)
+    output = tmp_path / "nl.pth"
+
+    main(["caffe2", "--cfg", I3D, "--in", write_pickle(tmp_path / "nl.pkl", {"blobs": blobs}), "--out", str(output), *opts])
+
+    model = build_model(load_cfg(I3D, opts), init=False).eval()
+    assert load_state_dict_checked(model, load_checkpoint(str(output))["model"]) == NO_LOSS
+    np.testing.assert_array_equal(blobs["nonlocal_conv3_1_phi_w"], model.res3[1].context.conv_phi.weight.detach().numpy())
+    np.testing.assert_array_equal(blobs["nonlocal_conv4_0_bn_s"], model.res4[0].context.bn.weight.detach().numpy())
+    clip = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), reference(clip))

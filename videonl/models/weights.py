@@ -198,6 +198,10 @@ CAFFE2_RULES = (
     *caffe2_bn_rules(r"res(\d)_(\d+)_branch2([abc])", r"res\1.\2.bn_\3"),
     (r"res(\d)_(\d+)_branch1_w", r"res\1.\2.proj_conv.weight"),
     *caffe2_bn_rules(r"res(\d)_(\d+)_branch1", r"res\1.\2.proj_bn"),
+    # non-local blocks: nonlocal_conv3_1 follows residual block res3_1
+    (r"nonlocal_conv(\d)_(\d+)_(theta|phi|g|out)_w", r"res\1.\2.context.conv_\3.weight"),
+    (r"nonlocal_conv(\d)_(\d+)_(theta|phi|g|out)_b", r"res\1.\2.context.conv_\3.bias"),
+    *caffe2_bn_rules(r"nonlocal_conv(\d)_(\d+)", r"res\1.\2.context.bn"),
     (r"pred_w", "head.fc.weight"),
     (r"pred_b", "head.fc.bias"),
 )
