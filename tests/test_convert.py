@@ -13,7 +13,7 @@ from videonl.convert import main
 from videonl.models import build_model
 from videonl.models.weights import CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked
 
-from test_weights import CONFIGS, assert_close_to, randomize_batch_norms  # shared test helpers
+from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 
 I3D = str(CONFIGS / "i3d_r50_8x8.yaml")
 SMALL_I3D = ["RESNET.BLOCKS", "[1,2,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]

@@ -3,13 +3,14 @@ import itertools
 import pytest
 import torch
 from pytorchvideo.layers.nonlocal_net import create_nonlocal
-from torch import nn
 
 from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.info import model_report
 from videonl.models import build_model
 from videonl.models.context.non_local import INSTANTIATIONS, NonLocal
+
+from helpers import randomize_batch_norms
 
 # (mode, frames per group, pool): every way positions are grouped, with the subsampling each allows.
 LAYOUTS = [("spacetime", 0, (1, 2, 2)), ("space", 0, (1, 2, 2)), ("time", 0, (1, 1, 1)), ("spacetime", 2, (1, 2, 2)),
@@ -149,14 +150,7 @@ def test_fast_and_plain_paths_count_the_same_flops():
 def _pretrained_pair(cfg_file, *opts):
     """A backbone with random 'pretrained' weights and the same backbone with context blocks inserted."""
     small = ["RESNET.WIDTH", "8", "RESNET.BLOCKS", "[1, 4, 6, 1]", "MODEL.NUM_CLASSES", "7", *opts]
-    plain = build_model(load_cfg("configs/kinetics400/i3d_r50_32x2.yaml", small)).eval()
-    with torch.no_grad():
-        for m in plain.modules():
-            if isinstance(m, nn.BatchNorm3d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    plain = randomize_batch_norms(build_model(load_cfg("configs/kinetics400/i3d_r50_32x2.yaml", small))).eval()
     with_blocks = build_model(load_cfg(cfg_file, small)).eval()
     missing, unexpected = with_blocks.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and missing and all(".context." in k for k in missing)

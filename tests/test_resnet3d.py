@@ -9,6 +9,8 @@ from videonl.models import build_model, register_context_block
 from videonl.models.norm import FrozenBatchNorm3d
 from videonl.models.resnet3d import Bottleneck
 
+from helpers import randomize_batch_norms
+
 SMALL = ["RESNET.WIDTH", "4", "RESNET.BLOCKS", "[1, 2, 2, 1]", "MODEL.NUM_CLASSES", "5"]
 
 
@@ -68,17 +70,9 @@ def test_fresh_residual_branches_are_zero():
     assert all(torch.all(m.bn_c.weight == 1) for m in model.modules() if isinstance(m, Bottleneck))
 
 
-def _randomise_bn(model):
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.running_mean.normal_(0, 0.1)
-
-
 def test_fully_convolutional_test_averages_window_softmax():
     model = build_model(cfg_of("c2d_r50_8x8", *SMALL, "MODEL.HEAD_POOL", "2")).eval()
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     clip = torch.randn(2, 3, 8, 96, 128)  # res5 map 3 x 4 -> 2 x 3 windows of 2 x 2
     with torch.no_grad():
         out = model(clip)
@@ -94,7 +88,7 @@ def test_fully_convolutional_test_averages_window_softmax():
 
 def test_single_window_and_training_give_plain_logits():
     model = build_model(cfg_of("c2d_r50_8x8", *SMALL)).eval()
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     clip = torch.randn(2, 3, 8, 64, 64)  # res5 map 2 x 2 < HEAD_POOL: one window
     with torch.no_grad():
         expected = model.head.fc(model.features(clip).mean(dim=(2, 3, 4)))
@@ -140,7 +134,7 @@ def test_placement_puts_blocks_where_the_spec_says():
 @pytest.mark.parametrize("position", ["after_block", "after_conv_c", "after_add"])
 def test_context_positions(position):
     model = build_model(_context_cfg(position, "CONTEXT.RES3", "[1]")).eval()
-    _randomise_bn(model)
+    randomize_batch_norms(model)
     block = model.res3[1]
     x = torch.randn(1, 32, 4, 8, 8)
     with torch.no_grad():

@@ -27,35 +27,15 @@ from videonl.models.weights import (
     save_checkpoint,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "kinetics400"
+from helpers import CONFIGS, assert_close_to, randomize_batch_norms
+
 C2D = str(CONFIGS / "c2d_r50_8x8.yaml")
 I3D = str(CONFIGS / "i3d_r50_8x8.yaml")
 SMALL = ["RESNET.BLOCKS", "[1,1,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
 
 
-def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so that a lost or swapped BN entry shows in outputs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
-                n = module.num_features
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return model
-
-
 def small_model(*opts: str) -> nn.Module:
     return build_model(load_cfg(C2D, [*SMALL, *opts]), init=False)
-
-
-def assert_close_to(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-4) -> None:
-    """Equal up to `rel` of the expected magnitude (deep float32 networks accumulate rounding)."""
-    difference = (actual - expected).abs().max().item()
-    scale = max(1.0, expected.abs().max().item())
-    assert difference <= rel * scale, f"max |difference| {difference:.3g} for values up to {scale:.3g}"
 
 
 class RunsCommand:

@@ -13,7 +13,6 @@ time (time), or a group of frames (the 128-frame models' res3). A window only re
 the attention's batch, so every mode runs the same code.
 """
 
-import math
 from typing import Sequence, Tuple
 
 import torch

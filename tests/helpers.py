@@ -1,0 +1,29 @@
+"""Helpers shared by the tests."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "kinetics400"
+
+
+def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, so that a lost or swapped BN entry shows in outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return model
+
+
+def assert_close_to(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-4) -> None:
+    """Equal up to `rel` of the expected magnitude (deep float32 networks accumulate rounding)."""
+    difference = (actual - expected).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    assert difference <= rel * scale, f"max |difference| {difference:.3g} for values up to {scale:.3g}"
