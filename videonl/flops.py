@@ -1,9 +1,10 @@
 """FLOP counting with fvcore, one multiply-add = one FLOP.
 
-Only multiply-accumulate work is counted (convolutions, linear layers, matrix products), as the papers and
+Only multiply-accumulate work is counted (convolutions, linear layers, matrix products, addcmul), as the papers and
 the PyTorchVideo model zoo do; element-wise normalisation, pooling and resizing are left out.
 """
 
+import math
 import warnings
 from collections import Counter
 
@@ -12,6 +13,7 @@ import torch
 # fvcore's import scripts a function with torch.jit, which current torch warns about on every run.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
+from fvcore.nn.jit_handles import get_shape  # noqa: E402
 from torch import nn
 
 # fvcore counts these by default; they are not multiply-adds.
@@ -32,10 +34,15 @@ def _not_counted(inputs, outputs) -> Counter:
     return Counter()
 
 
+def _multiply_add(inputs, outputs) -> int:
+    """addcmul(a, b, c) = a + b * c: one multiply-add per output element (CoT's local aggregation)."""
+    return math.prod(get_shape(outputs[0]))
+
+
 def flop_analysis(model: nn.Module, inputs: torch.Tensor) -> FlopCountAnalysis:
     """An fvcore analysis of `model(inputs)`; `.total()` and `.by_module()` give the counts."""
     analysis = FlopCountAnalysis(model, inputs)
-    analysis.set_op_handle(**{op: _not_counted for op in _IGNORED_OPS})
+    analysis.set_op_handle(**{op: _not_counted for op in _IGNORED_OPS}, **{"aten::addcmul": _multiply_add})
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis

@@ -1,1 +1,3 @@
 """Context blocks (non-local, global context, CGNL, SGE, CoT). Importing this package registers them."""
+
+from . import cgnl, cot, global_context, sge  # noqa: F401
