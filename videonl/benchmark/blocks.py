@@ -41,8 +41,9 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def stage_inputs(cfg) -> Dict[str, dict]:
+def stage_inputs(cfg_file: str, opts: List[str]) -> Dict[str, dict]:
     """Per stage: the bottleneck widths and the output shape `[T, H, W]` of the config's model."""
+    cfg = load_cfg(cfg_file, opts)
     model = build_model(cfg, init=False).eval()
     clip = torch.zeros(1, cfg.DATA.INPUT_CHANNELS, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE,
                        cfg.DATA.TRAIN_CROP_SIZE)
@@ -63,31 +64,36 @@ def measure_block(job: dict) -> dict:
         dim = job["dim_out"]
         block = block_class.from_config(cfg, dim, job["stage"])
     shape = (dim, *job["thw"])
-    flops = flop_analysis(block.eval(), torch.zeros(1, *shape)).total()
     block.train().to(device)
     x = torch.randn(job["batch"], *shape, device=device, requires_grad=True)
 
     def step():
         block(x).sum().backward()
 
+    # Before anything larger than the block and its input: the peak below is the step's own.
     if device.type == "cuda":
         baseline = torch.cuda.memory_allocated(device) / 2**20
     else:
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timing = measure(step, device, warmup=1, repeat=job["repeat"])
+    flops = flop_analysis(block.cpu().eval(), torch.zeros(1, *shape)).total()
     return {"block": job["block"], "stage": job["stage"], "input": [job["batch"], *shape],
             "params_m": sum(p.numel() for p in block.parameters()) / 1e6, "gflops": flops / 1e9,
             "ms": timing["seconds"] * 1e3, "peak_mib": timing["peak_mib"] - baseline}
 
 
 def benchmark(cfg_file: str, opts: List[str], names: List[str], device: str, batch: int, repeat: int) -> List[dict]:
-    cfg = load_cfg(cfg_file, opts)
-    jobs = [{"cfg": cfg_file, "opts": list(opts), "block": name, "stage": stage, "device": device, "batch": batch,
-             "repeat": repeat, **inputs} for stage, inputs in stage_inputs(cfg).items() for name in names]
+    def jobs(stages: Dict[str, dict]) -> List[dict]:
+        return [{"cfg": cfg_file, "opts": list(opts), "block": name, "stage": stage, "device": device,
+                 "batch": batch, "repeat": repeat, **inputs} for stage, inputs in stages.items() for name in names]
+
     if device == "cuda":
-        return [measure_block(job) for job in jobs]
+        return [measure_block(job) for job in jobs(stage_inputs(cfg_file, opts))]
+    # A process's resident peak survives into the processes it starts, so this one stays small: even the
+    # model that gives the shapes is built in a worker.
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        return pool.map(measure_block, jobs, chunksize=1)
+        stages = pool.apply(stage_inputs, (cfg_file, opts))
+        return pool.map(measure_block, jobs(stages), chunksize=1)
 
 
 def format_table(rows: List[dict]) -> str:

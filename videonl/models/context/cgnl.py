@@ -73,13 +73,14 @@ class CompactGeneralizedNonLocal(nn.Module):
         return f"kernel={self.kernel}, groups={self.groups}, order={self.order}, use_scale={self.use_scale}"
 
     def _terms(self, v: torch.Tensor) -> torch.Tensor:
-        b = v.shape[0]
-        return taylor_terms(v.reshape(b, self.groups, -1), self.kernel, self.order, self.gamma)  # [B, G, L, P+1]
+        """`[B, G, L, P + 1]`: c_p of every value of each group."""
+        return taylor_terms(v.reshape(v.shape[0], self.groups, -1), self.kernel, self.order, self.gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         theta, phi, g = self._terms(self.theta(x)), self._terms(self.phi(x)), self.g(x)
-        context = torch.matmul(phi.transpose(2, 3), g.reshape(*phi.shape[:3], 1))  # [B, G, P+1, 1]
+        values = g.reshape(*phi.shape[:3], 1)  # [B, G, L, 1]
+        context = torch.matmul(phi.transpose(2, 3), values)  # sum_j c_p(phi_j) g_j: [B, G, P + 1, 1]
         if self.use_scale:
-            context = context / math.sqrt(phi.shape[2])
-        y = torch.matmul(theta, context).view_as(g)
+            context = context / math.sqrt(values.shape[2])
+        y = torch.matmul(theta, context).view_as(g)  # sum_p c_p(theta_i) context_p
         return x + self.norm(self.out(y))
