@@ -4,7 +4,9 @@ For each registered block (or those named with --blocks) and stage: its paramete
 (multiply-adds, fvcore), the seconds of a training step of the block alone (forward and backward through
 the block and its input) on --batch clips, and that step's peak memory. The shapes are the stage outputs of
 the --cfg model (default: slow-only R50 8x8 at 224); blocks that replace the 3x3 conv (CoT) get the
-bottleneck's inner width. Block settings come from the config: pass KEY VALUE overrides, e.g. GC.RATIO 4.
+bottleneck's inner width. Block settings come from the config; KEY VALUE overrides go last:
+
+    python -m videonl.benchmark blocks --blocks gc nonlocal --repeat 5 GC.RATIO 4
 
 On CUDA the peak is `torch.cuda.max_memory_allocated` above what was allocated before the step. On the CPU
 every measurement runs in a fresh process and the peak is its peak resident memory above its resident
