@@ -8,6 +8,7 @@ from torch import nn
 
 from block_checks import randomise, small_cfg
 from videonl.benchmark.__main__ import main as benchmark_main
+from videonl.benchmark.blocks import format_table
 from videonl.config import load_cfg
 from videonl.info import main as info_main
 from videonl.models import build_model
@@ -124,3 +125,15 @@ def test_benchmark_lists_every_registered_block(capsys):
     assert all(float(r[3]) > 0 and float(r[5]) > 0 for r in rows)
     with pytest.raises(SystemExit, match="not registered: nosuch"):
         benchmark_main(["blocks", "--blocks", "nosuch"])
+
+
+def test_benchmark_table_compares_with_the_non_local_block():
+    def row(block, stage, gflops, ms):
+        return {"block": block, "stage": stage, "input": [2, 8, 1, 2, 2], "params_m": 0.1, "gflops": gflops,
+                "ms": ms, "peak_mib": 1.0}
+
+    rows = [row("nonlocal", "res3", 8.0, 40.0), row("gc", "res3", 0.02, 10.0)]
+    lines = format_table(rows).splitlines()
+    assert lines[0].endswith("| FLOPs / NL | time / NL |") and lines[1].count("---") == 9
+    assert lines[2].endswith("| 100.0% | 100.0% |") and lines[3].endswith("| 0.2% | 25.0% |")
+    assert "/ NL" not in format_table(rows[1:])

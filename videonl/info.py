@@ -77,7 +77,7 @@ def format_report(cfg_file: str, report: dict) -> str:
     else:
         lines.append(f"context blocks: {len(report['context_blocks'])}")
         lines += [
-            f"  {b['name']:18s}{b['type']:22s}{b['position']:14s}{b['params_m']:7.3f} M  {b['gflops']:7.3f} GFLOPs"
+            f"  {b['name']:18s}{b['type']:28s}{b['position']:14s}{b['params_m']:7.3f} M  {b['gflops']:7.3f} GFLOPs"
             for b in report["context_blocks"]
         ]
     return "\n".join(lines)

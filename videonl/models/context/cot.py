@@ -30,6 +30,12 @@ FUSION_MIN_CHANNELS = 32  # ResNeSt's floor for the split-attention bottleneck
 
 @register_context_block("cot")
 class ContextualTransformer(nn.Module):
+    """Y = split-attention(K1, K2) on `[B, dim, T, H, W]`, output `[B, dim, T, H/stride, W/stride]`.
+
+    The fusion's BatchNorm sees one value per clip and channel, so training needs more than one clip per
+    batch (as ResNeSt's split attention does).
+    """
+
     replaces_conv_b = True
 
     def __init__(self, dim: int, stride: int = 1, temporal_kernel: int = 1, key_groups: int = 4,

@@ -17,6 +17,8 @@ from ..registry import register_context_block
 
 @register_context_block("sge")
 class SpatialGroupEnhance(nn.Module):
+    """x_i * sigmoid(scale_k * norm(g_k . x_i) + shift_k) for the positions i of each channel group k."""
+
     def __init__(self, dim: int, groups: int = 64, eps: float = 1e-5):
         super().__init__()
         if dim % groups:
