@@ -51,7 +51,8 @@ def get_cfg() -> CfgNode:
     # Context blocks (non-local, GC, ...): which registered block, and after which residual blocks.
     _C.CONTEXT = CfgNode()
     _C.CONTEXT.BLOCK = ""  # registered block name; "" = plain backbone
-    _C.CONTEXT.POSITION = "after_block"  # after_block | after_conv_c (before the add) | after_add
+    # conv_b: the block takes the place of the bottleneck's 3x3 conv and its BN (CoT).
+    _C.CONTEXT.POSITION = "after_block"  # after_block | after_conv_c (before the add) | after_add | conv_b
     _C.CONTEXT.RES2 = []  # residual-block indices in res2 that get a block (0-based)
     _C.CONTEXT.RES3 = []  # ... in res3 (non-local 5-block: [1, 3])
     _C.CONTEXT.RES4 = []  # ... in res4 (non-local 5-block: [1, 3, 5]; 1-block: [4])
@@ -66,6 +67,31 @@ def get_cfg() -> CfgNode:
     _C.NONLOCAL.POOL = [1, 2, 2]  # max-pool (t, h, w) of the input of phi and g (official code: 1x2x2)
     _C.NONLOCAL.USE_SCALE = True  # scale softmax logits by 1/sqrt(d), as the official code does
     _C.NONLOCAL.FAST = True  # fused / reassociated attention where it applies; False: plain matmuls
+
+    # Global-context framework (GCNet, Cao et al.): context modelling -> transform -> fusion; blocks gc, snl, se.
+    _C.GC = CfgNode()
+    _C.GC.RATIO = 16  # bottleneck / SE reduction r: C -> C/r -> C (GCNet: 16; 4 on Kinetics)
+
+    # Compact generalised non-local (CGNL, Yue et al. 2018), block cgnl.
+    _C.CGNL = CfgNode()
+    _C.CGNL.KERNEL = "dot_product"  # dot_product | gaussian (RBF) | embedded_gaussian, Taylor-expanded
+    _C.CGNL.GROUPS = 8  # channel groups; attention runs over C/G * T*H*W values inside each group
+    _C.CGNL.ORDER = 3  # Taylor order of the gaussian and embedded_gaussian kernels
+    _C.CGNL.GAMMA = 1e-4  # RBF width of the gaussian kernel, exp(-gamma * (a - b)^2)
+    _C.CGNL.USE_SCALE = False  # divide the kernel by sqrt(C/G * T*H*W), the group's flattened length
+
+    # Spatial group-wise enhance (SGE, Li et al. 2019), block sge.
+    _C.SGE = CfgNode()
+    _C.SGE.GROUPS = 64  # channel groups, each enhanced over its T*H*W positions
+    _C.SGE.EPS = 1e-5  # added to the std when normalising the similarity over positions
+
+    # Contextual Transformer (CoT, Li et al. 2021), block cot, placed at CONTEXT.POSITION conv_b.
+    _C.COT = CfgNode()
+    _C.COT.TEMPORAL_KERNEL = 1  # local window t x 3 x 3 of keys and attention: 1 frame-wise, 3 spatio-temporal
+    _C.COT.KEY_GROUPS = 4  # groups of the key conv that gives the static context
+    _C.COT.HEAD_CHANNELS = 8  # channels sharing one local attention map (CoTNet: 8)
+    _C.COT.EMBED_REDUCTION = 2  # [query, keys] 2C -> C/2 -> heads * window
+    _C.COT.FUSION_REDUCTION = 4  # split-attention fusion hidden width max(2C/4, 32)
 
     _C.DATA = CfgNode()
     _C.DATA.NUM_FRAMES = 8  # frames per clip fed to the model

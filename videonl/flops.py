@@ -1,8 +1,8 @@
 """FLOP counting with fvcore, one multiply-add = one FLOP.
 
-Only multiply-accumulate work is counted (convolutions, linear layers, matrix products and fused attention,
-which fvcore does not know), as the papers and the PyTorchVideo model zoo do; element-wise normalisation,
-softmax, pooling and resizing are left out.
+Only multiply-accumulate work is counted (convolutions, linear layers, matrix products, addcmul, and fused
+attention, which fvcore does not know), as the papers and the PyTorchVideo model zoo do; element-wise
+normalisation, softmax, pooling and resizing are left out.
 """
 
 import math
@@ -42,11 +42,16 @@ def _attention_flops(inputs, outputs) -> Counter:
     return Counter({"attention": batch * q[-2] * k[-2] * (q[-1] + v[-1])})
 
 
+def _multiply_add(inputs, outputs) -> int:
+    """addcmul(a, b, c) = a + b * c: one multiply-add per output element (CoT's local aggregation)."""
+    return math.prod(get_shape(outputs[0]))
+
+
 def flop_analysis(model: nn.Module, inputs: torch.Tensor) -> FlopCountAnalysis:
     """An fvcore analysis of `model(inputs)`; `.total()` and `.by_module()` give the counts."""
     analysis = FlopCountAnalysis(model, inputs)
     analysis.set_op_handle(**{op: _not_counted for op in _IGNORED_OPS})
-    analysis.set_op_handle("aten::scaled_dot_product_attention", _attention_flops)
+    analysis.set_op_handle(**{"aten::addcmul": _multiply_add, "aten::scaled_dot_product_attention": _attention_flops})
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis

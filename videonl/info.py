@@ -21,7 +21,7 @@ def _count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _stage_shapes(model, clip: torch.Tensor) -> Dict[str, List[int]]:
+def stage_shapes(model, clip: torch.Tensor) -> Dict[str, List[int]]:
     """Output shape `[C, T, H, W]` of every stage for one clip."""
     shapes = {}
     hooks = [module.register_forward_hook(lambda m, i, out, name=name: shapes.__setitem__(name, list(out.shape[1:])))
@@ -56,7 +56,7 @@ def model_report(cfg, crop: Optional[int] = None, frames: Optional[int] = None) 
         "input_shape": list(clip.shape),
         "params_m": _count_params(model) / 1e6,
         "gflops": analysis.total() / 1e9,
-        "stages": _stage_shapes(model, clip),
+        "stages": stage_shapes(model, clip),
         "context_blocks": blocks,
     }
 
@@ -77,7 +77,7 @@ def format_report(cfg_file: str, report: dict) -> str:
     else:
         lines.append(f"context blocks: {len(report['context_blocks'])}")
         lines += [
-            f"  {b['name']:18s}{b['type']:22s}{b['position']:14s}{b['params_m']:7.3f} M  {b['gflops']:7.3f} GFLOPs"
+            f"  {b['name']:18s}{b['type']:28s}{b['position']:14s}{b['params_m']:7.3f} M  {b['gflops']:7.3f} GFLOPs"
             for b in report["context_blocks"]
         ]
     return "\n".join(lines)

@@ -3,6 +3,10 @@
 A context block is an `nn.Module` on `[B, C, T, H, W]` that keeps the shape. It is registered with
 `@register_context_block("name")` and built by its `from_config(cfg, dim, stage)` classmethod, so a new
 block is one registered class plus a YAML file that names it.
+
+At position `conv_b` the block takes the place of a bottleneck's 3x3 conv and its BN: such a block sets
+`replaces_conv_b = True` and is built by `from_config(cfg, dim_inner, stage, stride)`, mapping
+`[B, dim_inner, T, H, W]` to `[B, dim_inner, T, H/stride, W/stride]`.
 """
 
 from typing import Callable, Dict, Optional, Tuple
@@ -10,7 +14,7 @@ from typing import Callable, Dict, Optional, Tuple
 from torch import nn
 
 STAGES = ("res2", "res3", "res4", "res5")
-POSITIONS = ("after_block", "after_conv_c", "after_add")
+POSITIONS = ("after_block", "after_conv_c", "after_add", "conv_b")
 
 _CONTEXT_BLOCKS: Dict[str, type] = {}
 
@@ -60,14 +64,20 @@ def placement(cfg, blocks_per_stage) -> Dict[Tuple[str, int], None]:
     return places
 
 
-def context_factory(cfg, blocks_per_stage) -> Callable[[str, int, int], Optional[nn.Module]]:
-    """`make(stage, index, dim)` returns the block for that residual block, or None."""
+def context_factory(cfg, blocks_per_stage) -> Callable[[str, int, int, int, int], Optional[nn.Module]]:
+    """`make(stage, index, dim_inner, dim_out, stride)` returns the block for that residual block, or None."""
     places = placement(cfg, blocks_per_stage)
     block_class = context_block_class(cfg.CONTEXT.BLOCK) if places else None
+    replaces_conv_b = cfg.CONTEXT.POSITION == "conv_b"
+    if places and replaces_conv_b != getattr(block_class, "replaces_conv_b", False):
+        raise ValueError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' cannot go at CONTEXT.POSITION '{cfg.CONTEXT.POSITION}': "
+                         "conv_b takes exactly the blocks that replace the 3x3 conv (replaces_conv_b)")
 
-    def make(stage: str, index: int, dim: int) -> Optional[nn.Module]:
+    def make(stage: str, index: int, dim_inner: int, dim_out: int, stride: int) -> Optional[nn.Module]:
         if (stage, index) not in places:
             return None
-        return block_class.from_config(cfg, dim, stage)
+        if replaces_conv_b:
+            return block_class.from_config(cfg, dim_inner, stage, stride)
+        return block_class.from_config(cfg, dim_out, stage)
 
     return make

@@ -17,7 +17,7 @@ from .registry import STAGES
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
-def no_context(stage: str, index: int, dim: int) -> None:
+def no_context(stage: str, index: int, dim_inner: int, dim_out: int, stride: int) -> None:
     return None
 
 
@@ -47,15 +47,19 @@ class Bottleneck(nn.Module):
     """1x1 (temporal kernel ta) -> 3x3 (temporal kernel tb, spatial stride) -> 1x1, plus the shortcut.
 
     An optional context block sits after the whole block (`after_block`), after the last conv and BN
-    before the residual add (`after_conv_c`), or right after the add (`after_add`).
+    before the residual add (`after_conv_c`), right after the add (`after_add`), or takes the place of the
+    3x3 conv and its BN (`conv_b`, built with `dim_inner` and `stride`).
     """
 
     def __init__(self, dim_in, dim_inner, dim_out, stride, norm, ta=1, tb=1, context=None, position="after_block"):
         super().__init__()
         self.conv_a = nn.Conv3d(dim_in, dim_inner, (ta, 1, 1), padding=(ta // 2, 0, 0), bias=False)
         self.bn_a = norm(dim_inner)
-        self.conv_b = nn.Conv3d(dim_inner, dim_inner, (tb, 3, 3), (1, stride, stride), (tb // 2, 1, 1), bias=False)
-        self.bn_b = norm(dim_inner)
+        if context is not None and position == "conv_b":
+            self.conv_b = self.bn_b = None
+        else:
+            self.conv_b = nn.Conv3d(dim_inner, dim_inner, (tb, 3, 3), (1, stride, stride), (tb // 2, 1, 1), bias=False)
+            self.bn_b = norm(dim_inner)
         self.conv_c = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
         self.bn_c = norm(dim_out)
         self.relu = nn.ReLU(inplace=True)
@@ -73,7 +77,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.proj_conv is None else self.proj_bn(self.proj_conv(x))
         y = self.relu(self.bn_a(self.conv_a(x)))
-        y = self.relu(self.bn_b(self.conv_b(y)))
+        y = self.relu(self.context(y) if self.conv_b is None else self.bn_b(self.conv_b(y)))
         y = self._context_at("after_conv_c", self.bn_c(self.conv_c(y)))
         y = self.relu(self._context_at("after_add", y + shortcut))
         return self._context_at("after_block", y)
@@ -116,7 +120,8 @@ class VideoResNet(nn.Module):
         pool2_t_kernel, pool2_t_stride: temporal max-pool between res2 and res3 (kernel 0: none).
         t_kernels_a, t_kernels_b: per stage, the temporal kernels of conv_a / conv_b, repeated over blocks.
         norm: `norm(num_features)` constructor of every normalisation layer.
-        make_context: `make_context(stage, index, dim)` -> context block or None for each residual block.
+        make_context: `make_context(stage, index, dim_inner, dim_out, stride)` -> context block or None for each
+            residual block (see `registry.context_factory`).
         context_position: where a block's context block sits (see `Bottleneck`).
         num_classes, dropout, head_pool, fully_conv_test: the classifier head (see `Head`).
         zero_init_final_bn: start each residual branch's last BN at gamma 0, so every block is the identity.
@@ -136,7 +141,7 @@ class VideoResNet(nn.Module):
         t_kernels_a: Sequence[Sequence[int]] = ((1,),) * 4,
         t_kernels_b: Sequence[Sequence[int]] = ((1,),) * 4,
         norm: Callable[[int], nn.Module] = nn.BatchNorm3d,
-        make_context: Callable[[str, int, int], Optional[nn.Module]] = no_context,
+        make_context: Callable[[str, int, int, int, int], Optional[nn.Module]] = no_context,
         context_position: str = "after_block",
         num_classes: int = 400,
         dropout: float = 0.5,
@@ -162,7 +167,7 @@ class VideoResNet(nn.Module):
                     Bottleneck(
                         dim_in, dim_inner, dim_out, stride, norm,
                         ta=temporal_kernel(t_kernels_a[k], i), tb=temporal_kernel(t_kernels_b[k], i),
-                        context=make_context(stage, i, dim_out), position=context_position,
+                        context=make_context(stage, i, dim_inner, dim_out, stride), position=context_position,
                     )
                 )
                 dim_in = dim_out

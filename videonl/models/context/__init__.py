@@ -1,3 +1,3 @@
 """Context blocks (non-local, global context, CGNL, SGE, CoT). Importing this package registers them."""
 
-from . import non_local  # noqa: F401
+from . import cgnl, cot, global_context, non_local, sge  # noqa: F401
