@@ -1,0 +1,97 @@
+"""Spatial transforms on frame tensors (CPU or GPU): scale jitter, crops, flip, normalisation.
+
+Decoded frames arrive as uint8 [T, H, W, C]; clips leave as float [C, T, H, W], the model's layout. Resizing
+runs on uint8 [T, C, H, W] through `torchvision.transforms.v2.functional`, before any crop, so a test video
+is resized once for all its views.
+"""
+
+from typing import List, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as F
+
+TEST_CROPS = ("3crop", "center", "full")
+
+
+def frames_to_tchw(frames: torch.Tensor) -> torch.Tensor:
+    return frames.permute(0, 3, 1, 2)
+
+
+def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """[T, C, H, W] resized so its shorter side is `size`, aspect ratio kept."""
+    return F.resize(frames, [size], antialias=True)
+
+
+def random_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = frames.shape[-2:]
+    top = int(torch.randint(0, height - size + 1, ()))
+    left = int(torch.randint(0, width - size + 1, ()))
+    return F.crop(frames, top, left, size, size)
+
+
+def crops_along_long_side(frames: torch.Tensor, size: int, count: int) -> List[torch.Tensor]:
+    """`count` square crops spread evenly from one end of the long side to the other (3: left/top, centre,
+    right/bottom, the official 30-view test), centred on the short side."""
+    height, width = frames.shape[-2:]
+    slack = max(height, width) - size
+    offsets = [slack // 2] if count == 1 else [k * slack // (count - 1) for k in range(count)]
+    centre = (min(height, width) - size) // 2
+    if width >= height:
+        return [F.crop(frames, centre, offset, size, size) for offset in offsets]
+    return [F.crop(frames, offset, centre, size, size) for offset in offsets]
+
+
+def normalize(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [..., T, C, H, W] -> float [..., C, T, H, W], scaled to [0, 1] then standardised per channel."""
+    scaled = F.normalize(frames.float().div_(255), list(mean), list(std))
+    return scaled.transpose(-4, -3)
+
+
+class TrainTransform:
+    """Short side random in [min, max], a random square crop, a random horizontal flip, normalisation."""
+
+    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std):
+        self.jitter_scales = tuple(jitter_scales)
+        self.crop_size = crop_size
+        self.flip = flip
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [T, H, W, C] -> float [C, T, crop, crop]."""
+        short_side = int(torch.randint(self.jitter_scales[0], self.jitter_scales[1] + 1, ()))
+        clip = random_crop(resize_short_side(frames_to_tchw(frames), short_side), self.crop_size)
+        if self.flip and bool(torch.rand(()) < 0.5):
+            clip = F.horizontal_flip(clip)
+        return normalize(clip, self.mean, self.std)
+
+
+class TestTransform:
+    """Short side to `short_side`, then spatial views: 3 square crops of `crop_size` along the long side, a
+    centre crop, or the full frame.
+
+    Applied to the distinct decoded frames of a video once; `positions` [clips, T] cut the clips from them.
+    Views are ordered clip-major: view v is clip v // crops, crop v % crops.
+    """
+
+    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std):
+        if crop not in TEST_CROPS:
+            raise ValueError(f"unknown test crop '{crop}'; choose from {', '.join(TEST_CROPS)}")
+        self.short_side = short_side
+        self.crop_size = crop_size
+        self.crop = crop
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @property
+    def crops_per_clip(self) -> int:
+        return 3 if self.crop == "3crop" else 1
+
+    def spatial_views(self, clip: torch.Tensor) -> List[torch.Tensor]:
+        if self.crop == "full":
+            return [clip]
+        return crops_along_long_side(clip, self.crop_size, self.crops_per_clip)
+
+    def __call__(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """uint8 [U, H, W, C] distinct frames, int [clips, T] -> float [clips * crops, C, T, h, w]."""
+        resized = resize_short_side(frames_to_tchw(frames), self.short_side)
+        views = [view for clip_positions in positions for view in self.spatial_views(resized[clip_positions])]
+        return normalize(torch.stack(views), self.mean, self.std)
