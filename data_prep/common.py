@@ -62,13 +62,14 @@ def even_size(width: int, height: int, short_side: int) -> tuple:
 
 def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: Fraction, pts: Optional[Sequence[int]] = None,
                 codec_options: Optional[dict] = None) -> int:
-    """Write RGB uint8 [H, W, 3] frames as H.264 mp4 (no audio) through a temporary name; frames written.
+    """Write RGB uint8 [H, W, 3] frames as H.264 mp4 (no audio); the number of frames written.
 
     Timestamps count 1 / (100 * fps) s, so frame i is at i * 100 unless `pts` says otherwise (tests write
-    variable-frame-rate files that way). Raises ValueError, leaving no file, when there are no frames.
+    variable-frame-rate files that way). Raises ValueError when there are no frames. Callers that must not
+    leave a half-written file write to `atomic_path`.
     """
     count = 0
-    with atomic_path(path) as temporary, av.open(str(temporary), "w") as container:
+    with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1) / (Fraction(fps) * 100)
@@ -110,13 +111,21 @@ def transcode(source: Path, target: Path, short_side: int, start: Optional[float
         return encode_h264(target, frames_in_window(), fps)
 
 
-def decodes(path: Path, backend: str = "auto") -> str:
+def decode_failure(path: Path, backend: str = "auto", fallback: bool = True) -> str:
     """'' when every frame of the video decodes, else the reason."""
     try:
-        read_frames(str(path), lambda info: np.arange(info.num_frames), backend)
+        read_frames(str(path), lambda info: np.arange(info.num_frames), backend, fallback)
         return ""
     except DecodeError as error:
         return error.reason
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Delete temporary files a killed run left under `folder`; how many there were."""
+    leftovers = list(Path(folder).rglob(".part-*")) if Path(folder).is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink()
+    return len(leftovers)
 
 
 def run_jobs(function: Callable, jobs: Sequence, workers: int, description: str) -> List:
@@ -144,3 +153,40 @@ def write_list(path: Path, entries: Iterable[tuple]) -> None:
 def add_common_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="parallel processes (default: half the CPUs)")
+
+
+@dataclass
+class ClipJob:
+    """One output video: `source` trimmed to [start, end) s (whole video when None), re-encoded to `target`."""
+    key: str
+    source: Optional[Path]
+    target: Path
+    label: int
+    short_side: int
+    start: Optional[float] = None
+    end: Optional[float] = None
+    missing_reason: str = "source video not found"
+
+
+def convert_clip(job: ClipJob) -> Outcome:
+    """Run one ClipJob: skip a finished target; write through a temporary name and keep it only if it decodes."""
+    outcome = Outcome(job.key, "skipped", path=str(job.target), label=job.label)
+    if job.target.exists():
+        return outcome
+    if job.source is None or not Path(job.source).is_file():
+        return Outcome(job.key, "failed", job.missing_reason)
+    try:
+        with atomic_path(job.target) as temporary:
+            transcode(job.source, temporary, job.short_side, job.start, job.end)
+            reason = decode_failure(temporary)
+            if reason:
+                raise ValueError(f"re-encoded file does not decode: {reason}")
+    except ValueError as error:
+        reason = str(error)
+        if reason == "no frames to write":
+            reason = f"too short: no frames in [{job.start}, {job.end}) s" if job.start is not None else "no frames"
+        return Outcome(job.key, "failed", reason)
+    except (av.FFmpegError, OSError, IndexError) as error:
+        return Outcome(job.key, "failed", f"undecodable source: {type(error).__name__}: {error}")
+    outcome.status = "done"
+    return outcome

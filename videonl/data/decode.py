@@ -171,25 +171,27 @@ def _measure_auto_order(path: str, choose: IndexChoice) -> None:
         _AUTO_ORDER[:] = sorted(timings, key=timings.get)
 
 
-def backend_order(backend: str) -> List[str]:
-    """The backends to try, in order: the one asked for, then the other available ones."""
+def backend_order(backend: str, fallback: bool = True) -> List[str]:
+    """The backends to try, in order: the one asked for, then (with `fallback`) the other available ones."""
     if backend == "auto":
         return list(_AUTO_ORDER) or available_backends()
     usable, why = backend_status(backend)
     if not usable:
         raise ValueError(f"decoder backend '{backend}' is not usable here: {why}")
-    return [backend] + [name for name in available_backends() if name != backend]
+    return [backend] + [name for name in available_backends() if name != backend and fallback]
 
 
-def read_frames(path: str, choose: IndexChoice, backend: str = "auto") -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
+def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
+                fallback: bool = True) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
     """Decode each distinct frame once: (frames [U, H, W, C] uint8, positions into them, video info).
 
     `choose` is the frame indices, or a function of the video's `VideoInfo` that returns them (any shape;
     the positions come back in that shape), so the sampler sees the frame count of the backend that reads.
-    Raises `DecodeError` naming the file and every backend's reason when no backend can read it.
+    Raises `DecodeError` naming the file and every backend's reason when no backend can read it; without
+    `fallback` only the backend asked for is tried (to check or compare one backend).
     """
     path = os.fspath(path)
-    order = backend_order(backend)
+    order = backend_order(backend, fallback)
     if not os.path.isfile(path):
         raise DecodeError(path, "file not found")
     if os.path.getsize(path) == 0:
@@ -213,7 +215,7 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
-def decode(path: str, indices: Sequence[int], backend: str = "auto") -> torch.Tensor:
+def decode(path: str, indices: Sequence[int], backend: str = "auto", fallback: bool = True) -> torch.Tensor:
     """uint8 frames [T, H, W, C] at `indices` (wrapping past the end), in the order asked for."""
-    frames, positions, _ = read_frames(path, indices, backend)
+    frames, positions, _ = read_frames(path, indices, backend, fallback)
     return frames[torch.from_numpy(positions.reshape(-1))]
