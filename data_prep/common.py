@@ -181,12 +181,12 @@ def convert_clip(job: ClipJob) -> Outcome:
             reason = decode_failure(temporary)
             if reason:
                 raise ValueError(f"re-encoded file does not decode: {reason}")
+    except (av.FFmpegError, OSError, IndexError) as error:  # before ValueError: some FFmpeg errors are both
+        return Outcome(job.key, "failed", f"undecodable source: {type(error).__name__}: {error}")
     except ValueError as error:
         reason = str(error)
         if reason == "no frames to write":
             reason = f"too short: no frames in [{job.start}, {job.end}) s" if job.start is not None else "no frames"
         return Outcome(job.key, "failed", reason)
-    except (av.FFmpegError, OSError, IndexError) as error:
-        return Outcome(job.key, "failed", f"undecodable source: {type(error).__name__}: {error}")
     outcome.status = "done"
     return outcome
