@@ -40,10 +40,10 @@ CLASSES = {
 CLIP_START = 1  # seconds of the raw video before the annotated window, as in Kinetics' trimmed clips
 
 
-def polygon_mask(size: int, centre, radius: float, sides: int, angle: float) -> np.ndarray:
-    """Boolean [size, size] mask of a regular convex polygon (y axis pointing down)."""
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
-    inside = np.ones((size, size), bool)
+def polygon_mask(height: int, width: int, centre, radius: float, sides: int, angle: float) -> np.ndarray:
+    """Boolean [height, width] mask of a regular convex polygon (y axis pointing down)."""
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    inside = np.ones((height, width), bool)
     corners = [(centre[0] + radius * np.cos(angle + 2 * np.pi * k / sides),
                 centre[1] + radius * np.sin(angle + 2 * np.pi * k / sides)) for k in range(sides)]
     for (x0, y0), (x1, y1) in zip(corners, corners[1:] + corners[:1]):
@@ -51,8 +51,10 @@ def polygon_mask(size: int, centre, radius: float, sides: int, angle: float) -> 
     return inside
 
 
-def render(class_name: str, seed: int, size: int, num_frames: int, fps: float) -> np.ndarray:
-    """[num_frames, size, size, 3] uint8 frames of one video of `class_name`."""
+def render(class_name: str, seed: int, height: int, width: int, num_frames: int, fps: float) -> np.ndarray:
+    """[num_frames, height, width, 3] uint8 frames of one video of `class_name`."""
+    size = min(height, width)
+    frame_size = np.array([width, height])
     rng = np.random.default_rng(seed)
     (dx, dy), spin, growth = CLASSES[class_name]
     background, colour = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
@@ -66,12 +68,12 @@ def render(class_name: str, seed: int, size: int, num_frames: int, fps: float) -
     largest = radius * max(1.0, scale_rate ** num_frames)
     travel = speed * num_frames * np.array([dx, dy])
     low = largest + np.maximum(-travel, 0)
-    high = size - largest - np.maximum(travel, 0)
+    high = frame_size - largest - np.maximum(travel, 0)
     centre = rng.uniform(np.minimum(low, high), np.maximum(low, high))
     angle = rng.uniform(0, 2 * np.pi)
-    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
     for t in range(num_frames):
-        mask = polygon_mask(size, centre + speed * t * np.array([dx, dy]), radius * scale_rate ** t,
+        mask = polygon_mask(height, width, centre + speed * t * np.array([dx, dy]), radius * scale_rate ** t,
                             sides, angle + turn * t)
         frames[t] = np.where(mask[..., None], colour, background)
     noise = rng.integers(-6, 7, frames.shape)
@@ -85,10 +87,10 @@ def youtube_like_id(seed: int) -> str:
 
 
 def write_video(job) -> Outcome:
-    class_name, seed, path, size, seconds, fps = job
+    class_name, seed, path, (height, width), seconds, fps = job
     if path.exists():
         return Outcome(path.stem, "skipped", path=str(path))
-    frames = render(class_name, seed, size, int((CLIP_START + seconds) * fps), fps)
+    frames = render(class_name, seed, height, width, int((CLIP_START + seconds) * fps), fps)
     with atomic_path(path) as temporary:
         encode_h264(temporary, frames, Fraction(fps))
     return Outcome(path.stem, "done", path=str(path))
@@ -107,7 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, required=True, help="where raw/ and the CSVs go")
     parser.add_argument("--train-per-class", type=int, default=12, help="training videos per class")
     parser.add_argument("--val-per-class", type=int, default=4, help="validation videos per class")
-    parser.add_argument("--size", type=int, default=96, help="frame width and height in pixels")
+    parser.add_argument("--size", type=int, default=96, help="frame height in pixels")
+    parser.add_argument("--width", type=int, help="frame width (default: --size; 340 with --size 256 gives "
+                        "the shape of prepared Kinetics clips)")
     parser.add_argument("--seconds", type=int, default=3, help="length of the annotated window")
     parser.add_argument("--fps", type=int, default=15, help="frame rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first video")
@@ -123,8 +127,8 @@ def main(argv=None) -> dict:
         for split, count in (("train", args.train_per_class), ("val", args.val_per_class)):
             for _ in range(count):
                 youtube_id = youtube_like_id(seed)
-                jobs.append((class_name, seed, args.out_dir / "raw" / f"{youtube_id}.mp4", args.size,
-                             args.seconds, args.fps))
+                jobs.append((class_name, seed, args.out_dir / "raw" / f"{youtube_id}.mp4",
+                             (args.size, args.width or args.size), args.seconds, args.fps))
                 rows[split].append([class_name, youtube_id, CLIP_START, CLIP_START + args.seconds, split, 0])
                 seed += 1
     outcomes = run_jobs(write_video, jobs, args.workers, "demo videos")

@@ -190,7 +190,7 @@ def shape_track(frames):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_demo_classes_differ_by_their_motion(seed):
-    tracks = {name: shape_track(demo.render(name, seed, 64, 30, 10)) for name in demo.CLASSES}
+    tracks = {name: shape_track(demo.render(name, seed, 48, 64, 30, 10)) for name in demo.CLASSES}
     x, y, area = tracks["moving right"]
     assert x[-1] - x[0] > 3 and abs(y[-1] - y[0]) < 1
     x, y, area = tracks["moving up"]

@@ -72,6 +72,7 @@ class VideoDataset(Dataset):
         self.records = records
         self.mode = mode
         self.decoder = cfg.DATA.DECODER
+        self.fallback = cfg.DATA.DECODER_FALLBACK
         self.num_frames = cfg.DATA.NUM_FRAMES
         self.sampling_rate = cfg.DATA.SAMPLING_RATE
         self.target_fps = cfg.DATA.TARGET_FPS
@@ -108,12 +109,16 @@ class VideoDataset(Dataset):
         return sampling.uniform_clips(info, self.num_frames, self.sampling_rate, self.num_clips,
                                       self.clip_starts, self.target_fps)
 
+    def read(self, path: str):
+        """(distinct frames, positions [T] or [clips, T], info) of one video, sampled for this mode."""
+        return read_frames(path, self.clip_indices, self.decoder, self.fallback)
+
     def _train_item(self, index: int) -> Dict:
         failures = []
         for _ in range(self.max_retries + 1):
             record = self.records[index]
             try:
-                frames, positions, _ = read_frames(record.path, self.clip_indices, self.decoder)
+                frames, positions, _ = self.read(record.path)
             except DecodeError as error:
                 report_failure(error)
                 failures.append(str(error))
@@ -127,7 +132,7 @@ class VideoDataset(Dataset):
         record = self.records[index]
         item = {"views": None, "label": record.label, "index": index, "error": ""}
         try:
-            frames, positions, _ = read_frames(record.path, self.clip_indices, self.decoder)
+            frames, positions, _ = self.read(record.path)
         except DecodeError as error:
             report_failure(error)
             item["error"] = str(error)
