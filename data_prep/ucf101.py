@@ -3,8 +3,9 @@
 Reads ucfTrainTestlist/: classInd.txt (`1 ApplyEyeMakeup`, CRLF line ends), trainlist0{1,2,3}.txt
 (`Class/v_Class_gNN_cMM.avi 1-based-label`) and testlist0{1,2,3}.txt (path only; the label comes from the
 folder through classInd). Paths are matched to the files case-insensitively, because the folder
-HandstandPushups holds files named v_HandStandPushups_*. Writes {out}/train_split{k}.csv and
-{out}/test_split{k}.csv with 0-based labels, and {out}/missing_*_split{k}.txt for list entries with no file.
+HandstandPushups holds files named v_HandStandPushups_*. Writes, for each split k, {out}/split{k}/train.csv
+(trainlist0k) and {out}/split{k}/val.csv (testlist0k) with 0-based labels, and missing_{train,val}.txt there
+for list entries with no file.
 With --reencode every video is re-encoded like kinetics.py (H.264 mp4, short side --short-side) into
 {out}/videos/ and the lists point there; re-running skips finished videos.
 
@@ -72,7 +73,8 @@ def main(argv=None) -> Dict[str, dict]:
         remove_leftovers(args.out_dir / "videos")
     counts = {}
     for k in args.splits:
-        for kind, list_name in (("train", f"trainlist0{k}.txt"), ("test", f"testlist0{k}.txt")):
+        split_dir = args.out_dir / f"split{k}"
+        for kind, list_name in (("train", f"trainlist0{k}.txt"), ("val", f"testlist0{k}.txt")):
             entries = read_split(args.splits_dir / list_name, classes)
             jobs = [ClipJob(key=relative, source=files.get(relative.lower()),
                             target=args.out_dir / "videos" / Path(relative).with_suffix(".mp4"),
@@ -82,10 +84,9 @@ def main(argv=None) -> Dict[str, dict]:
             else:
                 outcomes = [Outcome(job.key, "skipped", path=str(job.source), label=job.label) if job.source
                             else Outcome(job.key, "failed", job.missing_reason) for job in jobs]
-            name = f"{kind}_split{k}"
-            write_list(args.out_dir / f"{name}.csv", [(Path(os.path.relpath(o.path, args.out_dir)).as_posix(), o.label)
-                                                      for o in outcomes if o.status != "failed"])
-            counts[name] = report(outcomes, args.out_dir / f"missing_{name}.txt")
+            write_list(split_dir / f"{kind}.csv", [(Path(os.path.relpath(o.path, split_dir)).as_posix(), o.label)
+                                                   for o in outcomes if o.status != "failed"])
+            counts[f"split{k}/{kind}"] = report(outcomes, split_dir / f"missing_{kind}.txt")
     return counts
 
 

@@ -152,22 +152,22 @@ def ucf_args(source, out, *extra):
 def test_ucf101_lists_with_zero_based_labels_and_the_case_quirk(ucf_source, tmp_path):
     out = tmp_path / "ucf"
     counts = ucf101.main(ucf_args(ucf_source, out))
-    assert counts["train_split1"]["failed"] == 0 and counts["test_split1"]["failed"] == 1
-    train = read_video_list(str(out / "train_split1.csv"))
+    assert counts["split1/train"]["failed"] == 0 and counts["split1/val"]["failed"] == 1
+    train = read_video_list(str(out / "split1" / "train.csv"))
     assert [(Path(r.path).name, r.label) for r in train] == [("v_ApplyEyeMakeup_g08_c01.avi", 0),
                                                              ("v_HandStandPushups_g08_c01.avi", 1)]
     assert all(Path(r.path).is_file() for r in train)
-    test = read_video_list(str(out / "test_split1.csv"))
+    test = read_video_list(str(out / "split1" / "val.csv"))
     assert [(Path(r.path).name, r.label) for r in test] == [("v_HandStandPushups_g01_c01.avi", 1)]
-    assert (out / "missing_test_split1.txt").read_text().startswith("YoYo/v_YoYo_g01_c01.avi\t")
+    assert (out / "split1" / "missing_val.txt").read_text().startswith("YoYo/v_YoYo_g01_c01.avi\t")
 
 
 def test_ucf101_reencode_is_resumable(ucf_source, tmp_path):
     out = tmp_path / "ucf"
-    assert ucf101.main(ucf_args(ucf_source, out, "--reencode", "--short-side", "32"))["train_split1"]["done"] == 2
-    train = read_video_list(str(out / "train_split1.csv"))
+    assert ucf101.main(ucf_args(ucf_source, out, "--reencode", "--short-side", "32"))["split1/train"]["done"] == 2
+    train = read_video_list(str(out / "split1" / "train.csv"))
     assert all(r.path.endswith(".mp4") and Path(r.path).is_file() for r in train)
-    assert ucf101.main(ucf_args(ucf_source, out, "--reencode", "--short-side", "32"))["train_split1"]["skipped"] == 2
+    assert ucf101.main(ucf_args(ucf_source, out, "--reencode", "--short-side", "32"))["split1/train"]["skipped"] == 2
 
 
 def test_check_reports_and_drops_failing_videos(video_dir, tmp_path):

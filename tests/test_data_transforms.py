@@ -91,3 +91,23 @@ def test_test_transform_views(crop, views, size, device):
 def test_unknown_test_crop_is_named():
     with pytest.raises(ValueError, match="'five'"):
         TestTransform(256, 256, "five", MEAN, STD)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_uint8_views_normalised_on_the_device_equal_normalised_views(device):
+    from videonl.data.loader import model_input
+    from videonl.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.DATA.MEAN, cfg.DATA.STD = list(MEAN), list(STD)
+    frames, positions = random_frames(t=6), torch.tensor([[0, 1, 2], [3, 4, 5]])
+    raw = TestTransform(48, 48, "3crop", MEAN, STD, normalize=False)(frames, positions)
+    assert raw.dtype == torch.uint8
+    expected = TestTransform(48, 48, "3crop", MEAN, STD)(frames, positions)
+    moved = model_input(raw, cfg, torch.device(device))
+    assert moved.device.type == device and torch.allclose(moved.cpu(), expected, atol=1e-5)
+    torch.manual_seed(3)
+    clip = TrainTransform([48, 56], 40, True, MEAN, STD, normalize=False)(frames)
+    torch.manual_seed(3)
+    assert torch.allclose(model_input(clip, cfg, torch.device(device)).cpu(),
+                          TrainTransform([48, 56], 40, True, MEAN, STD)(frames), atol=1e-5)

@@ -75,6 +75,7 @@ def get_cfg() -> CfgNode:
     _C.DATA.RANDOM_FLIP = True  # random horizontal flip in training
     _C.DATA.MEAN = [0.485, 0.456, 0.406]  # per-channel mean of [0, 1] RGB (ImageNet)
     _C.DATA.STD = [0.229, 0.224, 0.225]  # per-channel standard deviation (ImageNet)
+    _C.DATA.NORMALIZE_ON_DEVICE = True  # loaders give uint8; loader.model_input normalises on the GPU
     _C.DATA.MAX_RETRIES = 10  # training: other videos tried in place of one that fails, before giving up
 
     # Multi-view testing: every video of TEST.SPLIT, NUM_CLIPS clips x the crops of CROP.

@@ -61,9 +61,10 @@ def report_failure(error: DecodeError) -> None:
 class VideoDataset(Dataset):
     """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`).
 
-    train: {"clip": float [C, T, S, S], "label", "index", "failures": ["path: reason" of replaced videos]}
-    val/test: {"views": float [V, C, T, H, W] or None when the video failed, "label", "index",
+    train: {"clip": [C, T, S, S], "label", "index", "failures": ["path: reason" of replaced videos]}
+    val/test: {"views": [V, C, T, H, W] or None when the video failed, "label", "index",
                "error": "" or "path: reason"}. V = TEST.NUM_CLIPS x crops (test), 1 centred clip (val).
+    Clips and views are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
     """
 
     def __init__(self, records: List[VideoRecord], mode: str, cfg):
@@ -79,19 +80,15 @@ class VideoDataset(Dataset):
         self.max_retries = cfg.DATA.MAX_RETRIES
         self.num_clips = cfg.TEST.NUM_CLIPS
         self.clip_starts = cfg.TEST.CLIP_STARTS
+        colour = dict(mean=cfg.DATA.MEAN, std=cfg.DATA.STD, normalize=not cfg.DATA.NORMALIZE_ON_DEVICE)
         if mode == "train":
             self.transform = TrainTransform(cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE,
-                                            cfg.DATA.RANDOM_FLIP, cfg.DATA.MEAN, cfg.DATA.STD)
+                                            cfg.DATA.RANDOM_FLIP, **colour)
         elif mode == "val":
             self.transform = TestTransform(cfg.DATA.TRAIN_JITTER_SCALES[0], cfg.DATA.TRAIN_CROP_SIZE, "center",
-                                           cfg.DATA.MEAN, cfg.DATA.STD)
+                                           **colour)
         else:
-            self.transform = TestTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP,
-                                           cfg.DATA.MEAN, cfg.DATA.STD)
-
-    @property
-    def labels(self) -> List[int]:
-        return [record.label for record in self.records]
+            self.transform = TestTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP, **colour)
 
     def __len__(self) -> int:
         return len(self.records)

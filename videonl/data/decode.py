@@ -3,7 +3,7 @@
 Three backends read the same files: decord, PyAV and (optionally, it needs the system FFmpeg libraries)
 torchcodec. `auto` times every available backend on the first file a process reads and keeps the fastest
 first; whichever backend is first, the others are fallbacks, so a file counts as bad only when every
-backend has failed on it. Frame numbers are positions in decoding order (not timestamps), which is what
+backend has failed on it. Frame numbers count frames in display order (not timestamps), which is what
 all three backends agree on, also for variable-frame-rate files. Indices past the last frame wrap around,
 as the official non-local code loops short videos.
 """
@@ -158,11 +158,15 @@ _AUTO_ORDER: List[str] = []
 
 
 def _measure_auto_order(path: str, choose: IndexChoice) -> None:
-    """Order the available backends fastest first, timed on this file; kept once a backend has read it."""
+    """Order the available backends fastest first, timed on this file; kept once a backend has read it.
+
+    Each backend reads the file once untimed first, so one-off start-up costs do not decide the order.
+    """
     timings = {}
     for backend in available_backends():
-        start = time.perf_counter()
         try:
+            _read_with(backend, path, choose)
+            start = time.perf_counter()
             _read_with(backend, path, choose)
             timings[backend] = time.perf_counter() - start
         except Exception:

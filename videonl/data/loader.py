@@ -2,13 +2,15 @@
 
 Batch formats, for the training loop and the evaluator:
 
-train: {"clip": float [B, C, T, S, S], "label": long [B], "index": long [B],
+train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
     The loop adds up len(batch["failures"]) per epoch and logs it.
-val / test: {"views": float [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
+val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
              "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
     Pass the views through the model VIEWS_PER_FORWARD at a time, sum the softmax over V per video. A row
     with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
+Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise; pass every clip
+or group of views through `model_input(tensor, cfg, device)`, which moves it and normalises it when needed.
 
 Distributed: training uses DistributedSampler (call `set_epoch(loader, epoch)` every epoch); testing uses
 `ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
@@ -24,6 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from videonl.data.datasets import VideoDataset, read_video_list
+from videonl.data.transforms import normalize
 
 SPLIT_MODES = ("train", "val", "test")
 
@@ -102,6 +105,12 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
         collate_fn=collate_train if training else collate_views,
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0 and training,
     )
+
+
+def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+    """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE)."""
+    clips = clips.to(device, non_blocking=True)
+    return normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD) if clips.dtype == torch.uint8 else clips
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

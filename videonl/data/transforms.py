@@ -1,8 +1,10 @@
 """Spatial transforms on frame tensors (CPU or GPU): scale jitter, crops, flip, normalisation.
 
-Decoded frames arrive as uint8 [T, H, W, C]; clips leave as float [C, T, H, W], the model's layout. Resizing
-runs on uint8 [T, C, H, W] through `torchvision.transforms.v2.functional`, before any crop, so a test video
-is resized once for all its views.
+Decoded frames arrive as uint8 [T, H, W, C]; clips leave in the model's layout [C, T, H, W], either
+normalised float or, with `normalize=False`, still uint8 so that `normalize` runs later on the GPU (a
+quarter of the bytes through the loader, and no float work on the CPU). Resizing runs on uint8 [T, C, H, W]
+through `torchvision.transforms.v2.functional`, before any crop, so a test video is resized once for all
+its views.
 """
 
 from typing import List, Sequence
@@ -41,28 +43,37 @@ def crops_along_long_side(frames: torch.Tensor, size: int, count: int) -> List[t
     return [F.crop(frames, offset, centre, size, size) for offset in offsets]
 
 
-def normalize(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [..., T, C, H, W] -> float [..., C, T, H, W], scaled to [0, 1] then standardised per channel."""
-    scaled = F.normalize(frames.float().div_(255), list(mean), list(std))
-    return scaled.transpose(-4, -3)
+def to_model_layout(frames: torch.Tensor) -> torch.Tensor:
+    """[..., T, C, H, W] -> [..., C, T, H, W]."""
+    return frames.transpose(-4, -3)
+
+
+def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [..., C, T, H, W] -> float, scaled to [0, 1] then standardised per channel."""
+    shape = (len(mean), 1, 1, 1)
+    mean = torch.tensor(mean, device=clips.device).view(shape) * 255
+    scale = 1 / (torch.tensor(std, device=clips.device).view(shape) * 255)
+    return clips.float().sub_(mean).mul_(scale)
 
 
 class TrainTransform:
     """Short side random in [min, max], a random square crop, a random horizontal flip, normalisation."""
 
-    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std):
+    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std, normalize=True):
         self.jitter_scales = tuple(jitter_scales)
         self.crop_size = crop_size
         self.flip = flip
         self.mean, self.std = tuple(mean), tuple(std)
+        self.normalize = normalize
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [T, H, W, C] -> float [C, T, crop, crop]."""
+        """uint8 [T, H, W, C] -> [C, T, crop, crop], float (or uint8 without `normalize`)."""
         short_side = int(torch.randint(self.jitter_scales[0], self.jitter_scales[1] + 1, ()))
         clip = random_crop(resize_short_side(frames_to_tchw(frames), short_side), self.crop_size)
         if self.flip and bool(torch.rand(()) < 0.5):
             clip = F.horizontal_flip(clip)
-        return normalize(clip, self.mean, self.std)
+        clip = to_model_layout(clip)
+        return normalize(clip, self.mean, self.std) if self.normalize else clip.contiguous()
 
 
 class TestTransform:
@@ -73,13 +84,14 @@ class TestTransform:
     Views are ordered clip-major: view v is clip v // crops, crop v % crops.
     """
 
-    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std):
+    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std, normalize=True):
         if crop not in TEST_CROPS:
             raise ValueError(f"unknown test crop '{crop}'; choose from {', '.join(TEST_CROPS)}")
         self.short_side = short_side
         self.crop_size = crop_size
         self.crop = crop
         self.mean, self.std = tuple(mean), tuple(std)
+        self.normalize = normalize
 
     @property
     def crops_per_clip(self) -> int:
@@ -91,7 +103,9 @@ class TestTransform:
         return crops_along_long_side(clip, self.crop_size, self.crops_per_clip)
 
     def __call__(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """uint8 [U, H, W, C] distinct frames, int [clips, T] -> float [clips * crops, C, T, h, w]."""
+        """uint8 [U, H, W, C] distinct frames, int [clips, T] -> [clips * crops, C, T, h, w], float (or uint8
+        without `normalize`)."""
         resized = resize_short_side(frames_to_tchw(frames), self.short_side)
         views = [view for clip_positions in positions for view in self.spatial_views(resized[clip_positions])]
-        return normalize(torch.stack(views), self.mean, self.std)
+        views = to_model_layout(torch.stack(views))
+        return normalize(views, self.mean, self.std) if self.normalize else views.contiguous()
