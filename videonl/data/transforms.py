@@ -7,7 +7,7 @@ through `torchvision.transforms.v2.functional`, before any crop, so a test video
 its views.
 """
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 import torchvision.transforms.v2.functional as F
@@ -31,16 +31,13 @@ def random_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return F.crop(frames, top, left, size, size)
 
 
-def crops_along_long_side(frames: torch.Tensor, size: int, count: int) -> List[torch.Tensor]:
-    """`count` square crops spread evenly from one end of the long side to the other (3: left/top, centre,
-    right/bottom, the official 30-view test), centred on the short side."""
-    height, width = frames.shape[-2:]
+def crops_along_long_side(height: int, width: int, size: int, count: int) -> List[Tuple[int, int]]:
+    """(top, left) of `count` square crops spread evenly from one end of the long side to the other (3:
+    left/top, centre, right/bottom, the official 30-view test), centred on the short side."""
     slack = max(height, width) - size
     offsets = [slack // 2] if count == 1 else [k * slack // (count - 1) for k in range(count)]
     centre = (min(height, width) - size) // 2
-    if width >= height:
-        return [F.crop(frames, centre, offset, size, size) for offset in offsets]
-    return [F.crop(frames, offset, centre, size, size) for offset in offsets]
+    return [(centre, offset) if width >= height else (offset, centre) for offset in offsets]
 
 
 def to_model_layout(frames: torch.Tensor) -> torch.Tensor:
@@ -97,15 +94,26 @@ class TestTransform:
     def crops_per_clip(self) -> int:
         return 3 if self.crop == "3crop" else 1
 
-    def spatial_views(self, clip: torch.Tensor) -> List[torch.Tensor]:
+    def windows(self, height: int, width: int) -> List[Tuple[int, int, int, int]]:
+        """(top, left, height, width) of each spatial view of a frame of this size."""
         if self.crop == "full":
-            return [clip]
-        return crops_along_long_side(clip, self.crop_size, self.crops_per_clip)
+            return [(0, 0, height, width)]
+        corners = crops_along_long_side(height, width, self.crop_size, self.crops_per_clip)
+        return [(top, left, self.crop_size, self.crop_size) for top, left in corners]
 
     def __call__(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """uint8 [U, H, W, C] distinct frames, int [clips, T] -> [clips * crops, C, T, h, w], float (or uint8
-        without `normalize`)."""
-        resized = resize_short_side(frames_to_tchw(frames), self.short_side)
-        views = [view for clip_positions in positions for view in self.spatial_views(resized[clip_positions])]
-        views = to_model_layout(torch.stack(views))
-        return normalize(views, self.mean, self.std) if self.normalize else views.contiguous()
+        without `normalize`).
+
+        Each view is copied once, straight from the (resized) distinct frames into its place in the output.
+        """
+        resized = resize_short_side(frames_to_tchw(frames), self.short_side).permute(0, 2, 3, 1)  # [U, H, W, C]
+        windows = self.windows(*resized.shape[1:3])
+        _, _, view_height, view_width = windows[0]
+        views = torch.empty((len(positions) * len(windows), resized.shape[-1], positions.shape[1], view_height,
+                             view_width), dtype=resized.dtype, device=resized.device)
+        for clip, clip_positions in enumerate(positions):
+            for crop, (top, left, height, width) in enumerate(windows):
+                cut = resized[clip_positions, top:top + height, left:left + width]  # [T, h, w, C]
+                views[clip * len(windows) + crop].copy_(cut.permute(3, 0, 1, 2))
+        return normalize(views, self.mean, self.std) if self.normalize else views
