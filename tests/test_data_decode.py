@@ -7,8 +7,8 @@ from videonl.data.decode import DecodeError, backend_status, decode, read_frames
 from videos import BAD, BRIGHTNESS_STEP, GOOD, brightness
 
 ALL_BACKENDS = ["decord", "pyav", "torchcodec"]
-# Pixels of two backends on the same frame differ by at most this much on average (0..255 scale): they share
-# FFmpeg's decoders but not always its YUV->RGB conversion.
+# Pixels of two backends on the same frames differ by at most this much on average (0..255 scale). Here they
+# are identical (difference 0); the margin is for FFmpeg builds whose YUV->RGB conversion rounds differently.
 PIXEL_TOLERANCE = 3.0
 
 
