@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,9 +13,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # videonl, when a script runs from a checkout
-
-from videonl.data.decode import DecodeError, read_frames  # noqa: E402
+from videonl.data.decode import DecodeError, read_frames
 
 
 @dataclass

@@ -12,11 +12,14 @@ Re-running skips the clips already written.
 
 import argparse
 import csv
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
@@ -40,7 +43,6 @@ def class_index(out_dir: Path, train_csv: Optional[Path]) -> Dict[str, int]:
     """{label: index}: from {out}/classes.json when an earlier run wrote it, else from the train CSV."""
     classes_file = out_dir / "classes.json"
     if classes_file.exists():
-        import json
         return json.loads(classes_file.read_text(encoding="utf-8"))
     if train_csv is None:
         raise SystemExit(f"no {classes_file} yet: prepare the train split first or pass --train-csv")
@@ -105,20 +107,15 @@ def main(argv=None) -> dict:
     if unknown:
         raise SystemExit(f"{args.csv}: labels not in {args.out_dir / 'classes.json'}: {sorted(unknown)[:5]}")
     raw_dir = args.out_dir / "raw" if args.download else args.raw_dir
-    if args.download:
-        if shutil.which("yt-dlp") is None:
-            raise SystemExit("--download needs yt-dlp on the PATH (pip install yt-dlp)")
-        raw = index_raw_videos(raw_dir) if raw_dir.is_dir() else {}
-        for row in rows:
-            if row["youtube_id"] not in raw and not (args.out_dir / args.split).joinpath(
-                    row["label"] or "unlabelled", f"{clip_name(row)}.mp4").exists():
-                found = download(row["youtube_id"], raw_dir)
-                if found:
-                    raw[row["youtube_id"]] = found
-    else:
-        raw = index_raw_videos(raw_dir)
+    if args.download and shutil.which("yt-dlp") is None:
+        raise SystemExit("--download needs yt-dlp on the PATH (pip install yt-dlp)")
+    raw = index_raw_videos(raw_dir) if raw_dir.is_dir() else {}
     remove_leftovers(args.out_dir / args.split)
     jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side)
+    if args.download:
+        for job, row in tqdm(list(zip(jobs, rows)), desc="download", unit="video"):
+            if job.source is None and not job.target.exists():
+                job.source = download(row["youtube_id"], raw_dir)
     outcomes = run_jobs(convert_clip, jobs, args.workers, f"kinetics {args.split}")
     kept = [o for o in outcomes if o.status != "failed"]
     write_list(args.out_dir / f"{args.split}.csv",
