@@ -10,7 +10,7 @@ from videonl.data.datasets import VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import read_frames
 from videonl.data.loader import ShardSampler, build_loader
 from videonl.data.sampling import uniform_clips
-from videonl.data.transforms import TestTransform
+from videonl.data.transforms import EvalTransform
 from videos import BAD, GOOD
 
 
@@ -82,7 +82,7 @@ def test_test_item_holds_all_views_equal_to_views_cut_separately(video_dir):
     assert views.shape == (12, 3, 4, 32, 32)
     path = str(video_dir / "bframes.mp4")
     _, _, info = read_frames(path, [0])
-    transform = TestTransform(32, 32, "3crop", cfg.DATA.MEAN, cfg.DATA.STD, normalize=False)
+    transform = EvalTransform(32, 32, "3crop", cfg.DATA.MEAN, cfg.DATA.STD, normalize=False)
     clips = uniform_clips(info, 4, 2, 4, "official")
     separately = []
     for clip in clips:  # one decode per clip, as a loader without multi-view items would do

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from videonl.data.transforms import TestTransform, TrainTransform, crops_along_long_side
+from videonl.data.transforms import EvalTransform, TrainTransform, crops_along_long_side
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -73,7 +73,7 @@ def test_three_crops_run_along_the_long_side():
 def test_test_transform_views(crop, views, size, device):
     frames = random_frames(t=6, device=device)
     positions = torch.tensor([[0, 1, 2], [3, 4, 5]])
-    out = TestTransform(48, 48, crop, MEAN, STD)(frames, positions)
+    out = EvalTransform(48, 48, crop, MEAN, STD)(frames, positions)
     assert out.shape == (views, 3, 3) + size and out.device.type == device
     out, frames = out.cpu(), frames.cpu()
     first_clip = normalized(frames[:3])
@@ -86,7 +86,7 @@ def test_test_transform_views(crop, views, size, device):
 
 def test_unknown_test_crop_is_named():
     with pytest.raises(ValueError, match="'five'"):
-        TestTransform(256, 256, "five", MEAN, STD)
+        EvalTransform(256, 256, "five", MEAN, STD)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -97,9 +97,9 @@ def test_uint8_views_normalised_on_the_device_equal_normalised_views(device):
     cfg = get_cfg()
     cfg.DATA.MEAN, cfg.DATA.STD = list(MEAN), list(STD)
     frames, positions = random_frames(t=6), torch.tensor([[0, 1, 2], [3, 4, 5]])
-    raw = TestTransform(48, 48, "3crop", MEAN, STD, normalize=False)(frames, positions)
+    raw = EvalTransform(48, 48, "3crop", MEAN, STD, normalize=False)(frames, positions)
     assert raw.dtype == torch.uint8
-    expected = TestTransform(48, 48, "3crop", MEAN, STD)(frames, positions)
+    expected = EvalTransform(48, 48, "3crop", MEAN, STD)(frames, positions)
     moved = model_input(raw, cfg, torch.device(device))
     assert moved.device.type == device and torch.allclose(moved.cpu(), expected, atol=1e-5)
     torch.manual_seed(3)

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from videonl.data import sampling
 from videonl.data.decode import DecodeError, read_frames
-from videonl.data.transforms import TestTransform, TrainTransform
+from videonl.data.transforms import EvalTransform, TrainTransform
 
 logger = logging.getLogger(__name__)
 MODES = ("train", "val", "test")
@@ -85,10 +85,10 @@ class VideoDataset(Dataset):
             self.transform = TrainTransform(cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE,
                                             cfg.DATA.RANDOM_FLIP, **colour)
         elif mode == "val":
-            self.transform = TestTransform(cfg.DATA.TRAIN_JITTER_SCALES[0], cfg.DATA.TRAIN_CROP_SIZE, "center",
+            self.transform = EvalTransform(cfg.DATA.TRAIN_JITTER_SCALES[0], cfg.DATA.TRAIN_CROP_SIZE, "center",
                                            **colour)
         else:
-            self.transform = TestTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP, **colour)
+            self.transform = EvalTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP, **colour)
 
     def __len__(self) -> int:
         return len(self.records)

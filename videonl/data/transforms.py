@@ -73,7 +73,7 @@ class TrainTransform:
         return normalize(clip, self.mean, self.std) if self.normalize else clip.contiguous()
 
 
-class TestTransform:
+class EvalTransform:
     """Short side to `short_side`, then spatial views: 3 square crops of `crop_size` along the long side, a
     centre crop, or the full frame.
 
