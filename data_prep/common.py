@@ -58,15 +58,16 @@ def even_size(width: int, height: int, short_side: int) -> tuple:
 
 
 def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: Fraction, pts: Optional[Sequence[int]] = None,
-                codec_options: Optional[dict] = None) -> int:
+                codec_options: Optional[dict] = None, movflags: Optional[str] = None) -> int:
     """Write RGB uint8 [H, W, 3] frames as H.264 mp4 (no audio); the number of frames written.
 
     Timestamps count 1 / (100 * fps) s, so frame i is at i * 100 unless `pts` says otherwise (tests write
-    variable-frame-rate files that way). Raises ValueError when there are no frames. Callers that must not
-    leave a half-written file write to `atomic_path`.
+    variable-frame-rate files that way); `movflags` goes to the mp4 muxer ("faststart" puts the index first).
+    Raises ValueError when there are no frames. Callers that must not leave a half-written file write to
+    `atomic_path`.
     """
     count = 0
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options={"movflags": movflags} if movflags else {}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1) / (Fraction(fps) * 100)

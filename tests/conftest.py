@@ -22,9 +22,12 @@ def video_dir(tmp_path_factory):
     videos.write_h264(root / "short.mp4", 5)
     videos.write_h264(root / "name with spaces.mp4", 12)
     videos.write_mpeg4_avi(root / "mpeg4.avi", 20)
+    videos.write_h264(root / "matroska.mkv", 17)  # Matroska headers carry no frame count
     (root / "empty.mp4").write_bytes(b"")
     (root / "not_a_video.mp4").write_text("this is a text file\n")
     plain = (root / "plain.mp4").read_bytes()
-    (root / "truncated.mp4").write_bytes(plain[: len(plain) // 2])
+    (root / "truncated.mp4").write_bytes(plain[: len(plain) // 2])  # index at the end: lost
+    indexed = videos.write_h264(root / "indexed.mp4", 30, movflags="faststart").read_bytes()
+    (root / "truncated_tail.mp4").write_bytes(indexed[: len(indexed) * 6 // 10])  # index kept, last frames lost
     return root
 

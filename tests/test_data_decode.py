@@ -96,6 +96,14 @@ def test_bad_files_raise_with_path_and_reason(video_dir, name, backend):
     assert caught.value.reason and str(video_dir / name) in str(caught.value)
 
 
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_file_cut_after_its_index_fails_where_frames_are_lost(video_dir, backend):
+    usable(backend)
+    with pytest.raises(DecodeError, match=backend):
+        read_frames(video_dir / "truncated_tail.mp4", lambda info: np.arange(info.num_frames), backend,
+                    fallback=False)
+
+
 def test_empty_and_missing_files_say_so(video_dir):
     for name, reason in [("empty.mp4", "empty file"), ("missing.mp4", "not found")]:
         with pytest.raises(DecodeError, match=reason):

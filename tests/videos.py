@@ -11,7 +11,7 @@ from data_prep.common import encode_h264
 BRIGHTNESS_STEP = 8
 # Files of the session's `video_dir` fixture (conftest.py), with their frame counts.
 GOOD = {"plain.mp4": 30, "bframes.mp4": 30, "ntsc.mp4": 24, "odd_fps.mp4": 20, "vfr.mp4": 24, "short.mp4": 5,
-        "name with spaces.mp4": 12, "mpeg4.avi": 20}
+        "name with spaces.mp4": 12, "mpeg4.avi": 20, "matroska.mkv": 17}
 BAD = ["empty.mp4", "not_a_video.mp4", "truncated.mp4", "missing.mp4"]
 
 
@@ -23,9 +23,10 @@ def frame_pattern(index: int, height: int = 48, width: int = 64) -> np.ndarray:
     return frame
 
 
-def write_h264(path: Path, num_frames: int, fps=Fraction(25), height=48, width=64, pts=None, **options):
+def write_h264(path: Path, num_frames: int, fps=Fraction(25), height=48, width=64, pts=None, movflags=None,
+               **options):
     frames = (frame_pattern(i, height, width) for i in range(num_frames))
-    encode_h264(Path(path), frames, Fraction(fps), pts=pts, codec_options=options)
+    encode_h264(Path(path), frames, Fraction(fps), pts=pts, codec_options=options, movflags=movflags)
     return Path(path)
 
 

@@ -69,7 +69,8 @@ class _PyAVVideo:
 
     @staticmethod
     def _count_frames(container) -> int:
-        return sum(1 for _ in container.decode(video=0))
+        """Frames of a container whose header does not say: one packet per frame, counted without decoding."""
+        return sum(1 for packet in container.demux(video=0) if packet.size)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         import av
