@@ -119,7 +119,7 @@ def test_loader_batches_mark_failed_videos(tmp_path, video_dir):
 
 
 def test_two_ranks_score_every_test_video_exactly_once(tmp_path, video_dir):
-    names = sorted(GOOD) + ["empty.mp4"]  # 9 videos: uneven over 2 ranks, and one that fails
+    names = sorted(GOOD)[:8] + ["empty.mp4"]  # 9 videos: uneven over 2 ranks, and one that fails
     cfg = dataset_dir(tmp_path, video_dir, names)
     cfg.DATA.NUM_FRAMES = 1
     seen = []
@@ -140,4 +140,5 @@ def test_two_training_ranks_draw_disjoint_videos(tmp_path, video_dir):
     cfg.DATALOADER.TRAIN_BATCH_SIZE = 1
     per_rank = [set(np.concatenate([b["index"].numpy() for b in build_loader(cfg, "train", rank, 2)]).tolist())
                 for rank in range(2)]
-    assert not per_rank[0] & per_rank[1] and len(per_rank[0] | per_rank[1]) == len(GOOD)
+    # DistributedSampler(drop_last=True) gives each rank the same number of videos, dropping the odd one.
+    assert not per_rank[0] & per_rank[1] and len(per_rank[0]) == len(per_rank[1]) == len(GOOD) // 2
