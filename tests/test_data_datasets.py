@@ -142,3 +142,16 @@ def test_two_training_ranks_draw_disjoint_videos(tmp_path, video_dir):
                 for rank in range(2)]
     # DistributedSampler(drop_last=True) gives each rank the same number of videos, dropping the odd one.
     assert not per_rank[0] & per_rank[1] and len(per_rank[0]) == len(per_rank[1]) == len(GOOD) // 2
+
+
+def test_loader_with_worker_processes(tmp_path, video_dir):
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "truncated.mp4", "vfr.mp4", "mpeg4.avi"])
+    cfg.DATALOADER.NUM_WORKERS = 2
+    batches = list(build_loader(cfg, "test"))
+    assert sorted(i for b in batches for i in b["index"].tolist()) == [0, 1, 2, 3]
+    assert sum(b["valid"].sum().item() for b in batches) == 3
+    train = list(build_loader(cfg, "train"))
+    assert len(train) == 2 and all(b["clip"].dtype == torch.uint8 for b in train)
+    # Two full batches of two visit all four videos: the truncated one is met, replaced and reported.
+    assert any("truncated.mp4" in failure for b in train for failure in b["failures"])
+    assert 1 not in {i for b in train for i in b["index"].tolist()}
