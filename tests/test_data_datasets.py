@@ -155,3 +155,15 @@ def test_loader_with_worker_processes(tmp_path, video_dir):
     # Two full batches of two visit all four videos: the truncated one is met, replaced and reported.
     assert any("truncated.mp4" in failure for b in train for failure in b["failures"])
     assert 1 not in {i for b in train for i in b["index"].tolist()}
+
+
+def test_view_batches_split_views_in_order_and_normalise(tmp_path, video_dir):
+    from videonl.data.loader import model_input, view_batches
+
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
+    cfg.TEST.VIEWS_PER_FORWARD = 4
+    views = next(iter(build_loader(cfg, "test")))["views"]  # [2 videos, 6 views, ...]
+    chunks = list(view_batches(views, cfg, torch.device("cpu")))
+    assert [len(c) for c in chunks] == [4, 4, 4]
+    expected = model_input(views, cfg, torch.device("cpu")).flatten(0, 1)
+    assert chunks[0].dtype == torch.float32 and torch.equal(torch.cat(chunks), expected)

@@ -7,7 +7,8 @@ train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
     The loop adds up len(batch["failures"]) per epoch and logs it.
 val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
              "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
-    Pass the views through the model VIEWS_PER_FORWARD at a time, sum the softmax over V per video. A row
+    `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
+    time (video-major); concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row
     with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
 Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise; pass every clip
 or group of views through `model_input(tensor, cfg, device)`, which moves it and normalises it when needed.
@@ -111,6 +112,13 @@ def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
     """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE)."""
     clips = clips.to(device, non_blocking=True)
     return normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD) if clips.dtype == torch.uint8 else clips
+
+
+def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:
+    """[B, V, C, T, H, W] loader views as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order,
+    so that 30 views of a long clip need not fit in memory at once."""
+    for chunk in views.flatten(0, 1).split(cfg.TEST.VIEWS_PER_FORWARD):
+        yield model_input(chunk, cfg, device)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
