@@ -8,7 +8,8 @@ For the first --videos videos of the test list, and each backend (no fallback, s
   30 separate  the same 30 views, each decoded on its own (what a loader without multi-view items does)
 Test rows give views per second and seconds per video; `x floor` is their time over the floor's. Each row
 shows wall time (the median of --repeat passes, from `timing.measure`) and the CPU time of this process and
-its threads, which other work on a shared machine disturbs much less.
+its threads, which other work on a shared machine disturbs much less; with --workers > 0 the decoding runs in
+worker processes, which that CPU time does not count.
 """
 
 import argparse
