@@ -15,8 +15,10 @@ or group of views through `model_input(tensor, cfg, device)`, which moves it and
 
 Distributed: training uses DistributedSampler (call `set_epoch(loader, epoch)` every epoch); testing uses
 `ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
-exactly once. Gather per-video results across ranks keyed by batch["index"] (e.g. all_gather_object of
-(index, scores, label) lists, or all_reduce of correct / counted sums).
+exactly once. Ranks may then see different numbers of batches: evaluate with the unwrapped module
+(`ddp_model.module`), since DistributedDataParallel's forward runs a collective (buffer broadcast) that would
+wait for the ranks that have finished. Gather per-video results across ranks keyed by batch["index"] (e.g.
+all_gather_object of (index, scores, label) lists, or all_reduce of correct / counted sums).
 """
 
 import os
