@@ -100,6 +100,34 @@ def get_cfg() -> CfgNode:
     _C.DATA.TEST_CROP_SIZE = 256  # short side / crop of test views
     _C.DATA.INPUT_CHANNELS = 3  # RGB
     _C.DATA.PATH_TO_DATA_DIR = "data/kinetics400"  # folder holding the prepared lists (train.csv, val.csv)
+    _C.DATA.PATH_PREFIX = ""  # prepended to every relative path of a list file ("" = the list file's folder)
+    _C.DATA.LIST_SEPARATOR = " "  # between path and label; split at the last one, so paths may hold spaces
+    _C.DATA.TRAIN_SPLIT = "train"  # list file {PATH_TO_DATA_DIR}/{TRAIN_SPLIT}.csv used for training
+    _C.DATA.VAL_SPLIT = "val"  # list used for the single-clip validation during training
+    _C.DATA.DECODER = "auto"  # decord | pyav | torchcodec | auto (fastest available, timed on the first video)
+    _C.DATA.DECODER_FALLBACK = True  # try the other installed backends before a video counts as failed
+    _C.DATA.TARGET_FPS = 0.0  # SAMPLING_RATE counts frames at this rate (e.g. 30); 0 = the video's own rate
+    _C.DATA.TRAIN_JITTER_SCALES = [256, 320]  # training short side, drawn uniformly from [min, max]
+    _C.DATA.RANDOM_FLIP = True  # random horizontal flip in training
+    _C.DATA.MEAN = [0.485, 0.456, 0.406]  # per-channel mean of [0, 1] RGB (ImageNet)
+    _C.DATA.STD = [0.229, 0.224, 0.225]  # per-channel standard deviation (ImageNet)
+    _C.DATA.NORMALIZE_ON_DEVICE = True  # loaders give uint8; loader.model_input normalises on the GPU
+    _C.DATA.MAX_RETRIES = 10  # training: other videos tried in place of one that fails, before giving up
+
+    # Multi-view testing: every video of TEST.SPLIT, NUM_CLIPS clips x the crops of CROP.
+    _C.TEST = CfgNode()
+    _C.TEST.SPLIT = "val"  # list file tested ({PATH_TO_DATA_DIR}/{SPLIT}.csv; Kinetics tests on val)
+    _C.TEST.NUM_CLIPS = 10  # temporal clips per video
+    _C.TEST.CLIP_STARTS = "official"  # official: clip k starts at floor(k*N/NUM_CLIPS); fit: all inside
+    _C.TEST.CROP = "3crop"  # 3crop: 3 squares along the long side (30 views); full: whole frame; center
+    _C.TEST.EXCLUDE_FAILED = False  # undecodable videos: False = scored wrong (official); True = left out
+    _C.TEST.VIEWS_PER_FORWARD = 10  # views through the model at once (memory bound for 128-frame clips)
+
+    _C.DATALOADER = CfgNode()
+    _C.DATALOADER.NUM_WORKERS = 4  # decoding processes per training process
+    _C.DATALOADER.PIN_MEMORY = True  # page-locked batches for faster copies to the GPU
+    _C.DATALOADER.TRAIN_BATCH_SIZE = 8  # clips per batch per process in training
+    _C.DATALOADER.TEST_BATCH_SIZE = 1  # videos (each with all its views) per batch per process in testing
 
     _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
     return _C

@@ -1,0 +1,33 @@
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # the helper module, and data_prep from the checkout
+
+import videos  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory):
+    """Good and bad videos, written once per test session."""
+    root = tmp_path_factory.mktemp("videos")
+    videos.write_h264(root / "plain.mp4", 30)
+    videos.write_h264(root / "bframes.mp4", 30, bf="3", g="12")
+    videos.write_h264(root / "ntsc.mp4", 24, fps=Fraction(30000, 1001))
+    videos.write_h264(root / "odd_fps.mp4", 20, fps=Fraction(25, 2))
+    videos.write_h264(root / "vfr.mp4", 24, pts=[sum((60, 100, 170)[k % 3] for k in range(i)) for i in range(24)])
+    videos.write_h264(root / "short.mp4", 5)
+    videos.write_h264(root / "name with spaces.mp4", 12)
+    videos.write_mpeg4_avi(root / "mpeg4.avi", 20)
+    videos.write_h264(root / "matroska.mkv", 17)  # Matroska headers carry no frame count
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "not_a_video.mp4").write_text("this is a text file\n")
+    plain = (root / "plain.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(plain[: len(plain) // 2])  # index at the end: lost
+    indexed = videos.write_h264(root / "indexed.mp4", 30, movflags="faststart").read_bytes()
+    (root / "truncated_tail.mp4").write_bytes(indexed[: len(indexed) * 6 // 10])  # index kept, last frames lost
+    return root
+

@@ -1,0 +1,169 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from videonl.config import get_cfg
+from videonl.data import datasets as datasets_module
+from videonl.data.datasets import VideoDataset, VideoRecord, read_video_list
+from videonl.data.decode import read_frames
+from videonl.data.loader import ShardSampler, build_loader
+from videonl.data.sampling import uniform_clips
+from videonl.data.transforms import EvalTransform
+from videos import BAD, GOOD
+
+
+def small_cfg(**data):
+    cfg = get_cfg()
+    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE = 4, 2
+    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [36, 40], 32, 32
+    cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.DATALOADER.TEST_BATCH_SIZE = 0, 2, 2
+    for key, value in data.items():
+        cfg.merge_from_list([key, value])
+    return cfg
+
+
+def write_list(path, names, separator=" "):
+    path.write_text("".join(f"{name}{separator}{i % 3}\n" for i, name in enumerate(names)))
+    return path
+
+
+def test_list_paths_with_spaces_separator_prefix_and_crlf(tmp_path):
+    listing = tmp_path / "lists" / "train.csv"
+    listing.parent.mkdir()
+    listing.write_bytes(b"a/name with spaces.mp4 3\r\n\r\nb/plain.mp4 0\r\n/abs/x.mp4 7\n")
+    records = read_video_list(str(listing))
+    assert records == [VideoRecord(str(tmp_path / "lists/a/name with spaces.mp4"), 3),
+                       VideoRecord(str(tmp_path / "lists/b/plain.mp4"), 0), VideoRecord("/abs/x.mp4", 7)]
+    listing.write_text("a, b.mp4,4\n")
+    assert read_video_list(str(listing), ",", "/data") == [VideoRecord("/data/a, b.mp4", 4)]
+
+
+def test_a_malformed_line_is_named(tmp_path):
+    listing = tmp_path / "train.csv"
+    listing.write_text("ok.mp4 1\nno_label_here\n")
+    with pytest.raises(ValueError, match=r"train\.csv:2"):
+        read_video_list(str(listing))
+
+
+def records(video_dir, names):
+    return [VideoRecord(str(video_dir / name), i) for i, name in enumerate(names)]
+
+
+def test_train_item_is_one_normalised_clip(video_dir):
+    dataset = VideoDataset(records(video_dir, ["plain.mp4", "name with spaces.mp4"]), "train", small_cfg())
+    item = dataset[1]
+    assert item["clip"].shape == (3, 4, 32, 32) and item["label"] == 1 and item["failures"] == []
+
+
+def test_training_replaces_a_bad_video_and_reports_it_once(video_dir, caplog, monkeypatch):
+    monkeypatch.setattr(datasets_module, "_REPORTED_PATHS", set())
+    dataset = VideoDataset(records(video_dir, ["truncated.mp4", "plain.mp4"]), "train", small_cfg())
+    with caplog.at_level(logging.WARNING, logger="videonl.data.datasets"):
+        items = [dataset[0] for _ in range(3)]
+    for item in items:
+        assert item["label"] == 1 and item["failures"]
+        assert all("truncated.mp4" in failure for failure in item["failures"])
+    warnings = [r for r in caplog.records if "truncated.mp4" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_training_gives_up_after_the_retry_budget(video_dir):
+    dataset = VideoDataset(records(video_dir, BAD), "train", small_cfg(**{"DATA.MAX_RETRIES": 3}))
+    with pytest.raises(RuntimeError, match="4 videos in a row failed"):
+        dataset[0]
+
+
+def test_test_item_holds_all_views_equal_to_views_cut_separately(video_dir):
+    cfg = small_cfg(**{"TEST.NUM_CLIPS": 4, "TEST.CROP": "3crop"})
+    dataset = VideoDataset(records(video_dir, ["bframes.mp4"]), "test", cfg)
+    views = dataset[0]["views"]
+    assert views.shape == (12, 3, 4, 32, 32)
+    path = str(video_dir / "bframes.mp4")
+    _, _, info = read_frames(path, [0])
+    transform = EvalTransform(32, 32, "3crop", cfg.DATA.MEAN, cfg.DATA.STD, normalize=False)
+    clips = uniform_clips(info, 4, 2, 4, "official")
+    separately = []
+    for clip in clips:  # one decode per clip, as a loader without multi-view items would do
+        frames, positions, _ = read_frames(path, clip)
+        separately.append(transform(frames, torch.from_numpy(positions)[None]))
+    assert views.dtype == torch.uint8 and torch.equal(views, torch.cat(separately))
+
+
+def test_a_failing_test_video_is_reported_not_replaced(video_dir):
+    dataset = VideoDataset(records(video_dir, ["plain.mp4", "empty.mp4"]), "test", small_cfg())
+    item = dataset[1]
+    assert item["views"] is None and item["label"] == 1 and "empty.mp4" in item["error"]
+
+
+def test_validation_item_is_one_centred_view(video_dir):
+    item = VideoDataset(records(video_dir, ["plain.mp4"]), "val", small_cfg())[0]
+    assert item["views"].shape == (1, 3, 4, 32, 32)
+
+
+def dataset_dir(tmp_path, video_dir, names):
+    for split in ("train", "val"):
+        write_list(tmp_path / f"{split}.csv", [str(video_dir / name) for name in names])
+    return small_cfg(**{"DATA.PATH_TO_DATA_DIR": str(tmp_path), "TEST.NUM_CLIPS": 2})
+
+
+def test_loader_batches_mark_failed_videos(tmp_path, video_dir):
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "not_a_video.mp4", "short.mp4"])
+    batches = list(build_loader(cfg, "test"))
+    assert [b["valid"].tolist() for b in batches] == [[True, False], [True]]
+    assert batches[0]["views"].shape == (1, 6, 3, 4, 32, 32)
+    assert batches[0]["label"].tolist() == [0, 1] and "not_a_video.mp4" in batches[0]["error"][1]
+    train = next(iter(build_loader(cfg, "train")))
+    assert train["clip"].shape == (2, 3, 4, 32, 32) and train["label"].shape == (2,)
+
+
+def test_two_ranks_score_every_test_video_exactly_once(tmp_path, video_dir):
+    names = sorted(GOOD)[:8] + ["empty.mp4"]  # 9 videos: uneven over 2 ranks, and one that fails
+    cfg = dataset_dir(tmp_path, video_dir, names)
+    cfg.DATA.NUM_FRAMES = 1
+    seen = []
+    for rank in range(2):
+        for batch in build_loader(cfg, "test", rank=rank, world_size=2):
+            seen.extend(batch["index"].tolist())
+    assert sorted(seen) == list(range(len(names)))
+
+
+def test_shard_sampler_partitions_and_distributed_training_splits():
+    shards = [list(ShardSampler(11, rank, 3)) for rank in range(3)]
+    assert sorted(sum(shards, [])) == list(range(11))
+    assert [len(s) for s in shards] == [4, 4, 3]
+
+
+def test_two_training_ranks_draw_disjoint_videos(tmp_path, video_dir):
+    cfg = dataset_dir(tmp_path, video_dir, sorted(GOOD))
+    cfg.DATALOADER.TRAIN_BATCH_SIZE = 1
+    per_rank = [set(np.concatenate([b["index"].numpy() for b in build_loader(cfg, "train", rank, 2)]).tolist())
+                for rank in range(2)]
+    # DistributedSampler(drop_last=True) gives each rank the same number of videos, dropping the odd one.
+    assert not per_rank[0] & per_rank[1] and len(per_rank[0]) == len(per_rank[1]) == len(GOOD) // 2
+
+
+def test_loader_with_worker_processes(tmp_path, video_dir):
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "truncated.mp4", "vfr.mp4", "mpeg4.avi"])
+    cfg.DATALOADER.NUM_WORKERS = 2
+    batches = list(build_loader(cfg, "test"))
+    assert sorted(i for b in batches for i in b["index"].tolist()) == [0, 1, 2, 3]
+    assert sum(b["valid"].sum().item() for b in batches) == 3
+    train = list(build_loader(cfg, "train"))
+    assert len(train) == 2 and all(b["clip"].dtype == torch.uint8 for b in train)
+    # Two full batches of two visit all four videos: the truncated one is met, replaced and reported.
+    assert any("truncated.mp4" in failure for b in train for failure in b["failures"])
+    assert 1 not in {i for b in train for i in b["index"].tolist()}
+
+
+def test_view_batches_split_views_in_order_and_normalise(tmp_path, video_dir):
+    from videonl.data.loader import model_input, view_batches
+
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
+    cfg.TEST.VIEWS_PER_FORWARD = 4
+    views = next(iter(build_loader(cfg, "test")))["views"]  # [2 videos, 6 views, ...]
+    chunks = list(view_batches(views, cfg, torch.device("cpu")))
+    assert [len(c) for c in chunks] == [4, 4, 4]
+    expected = model_input(views, cfg, torch.device("cpu")).flatten(0, 1)
+    assert chunks[0].dtype == torch.float32 and torch.equal(torch.cat(chunks), expected)

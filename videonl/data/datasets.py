@@ -1,0 +1,138 @@
+"""One dataset over a list file of `path label` lines; Kinetics, Mini-Kinetics and UCF101 only differ in lists.
+
+Training items are one random clip; validation and test items are a whole video with all its views, cut from
+one decode. A video that fails to decode is logged once (path and reason) per process; in training another
+video takes its place (at most DATA.MAX_RETRIES times), in validation and testing it is never replaced: the
+item says it failed and the evaluator scores it as wrong or leaves it out (TEST.EXCLUDE_FAILED).
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from videonl.data import sampling
+from videonl.data.decode import DecodeError, read_frames
+from videonl.data.transforms import EvalTransform, TrainTransform
+
+logger = logging.getLogger(__name__)
+MODES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    path: str
+    label: int
+
+
+def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> List[VideoRecord]:
+    """Records of a `path{separator}label` file; the label follows the last separator, so paths may hold it.
+
+    Relative paths are joined to `prefix`, or to the list file's folder when `prefix` is empty.
+    """
+    root = prefix or os.path.dirname(os.path.abspath(list_file))
+    records = []
+    with open(list_file, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            path, _, label = line.rpartition(separator)
+            if not path or not label.strip().lstrip("-").isdigit():
+                raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r}")
+            records.append(VideoRecord(os.path.join(root, path), int(label)))
+    return records
+
+
+_REPORTED_PATHS = set()
+
+
+def report_failure(error: DecodeError) -> None:
+    """Log a failing video once per process, with its path and the reason of every backend."""
+    if error.path not in _REPORTED_PATHS:
+        _REPORTED_PATHS.add(error.path)
+        logger.warning("cannot decode %s", error)
+
+
+class VideoDataset(Dataset):
+    """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`).
+
+    train: {"clip": [C, T, S, S], "label", "index", "failures": ["path: reason" of replaced videos]}
+    val/test: {"views": [V, C, T, H, W] or None when the video failed, "label", "index",
+               "error": "" or "path: reason"}. V = TEST.NUM_CLIPS x crops (test), 1 centred clip (val).
+    Clips and views are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
+    """
+
+    def __init__(self, records: List[VideoRecord], mode: str, cfg):
+        if mode not in MODES:
+            raise ValueError(f"unknown dataset mode '{mode}'; choose from {', '.join(MODES)}")
+        self.records = records
+        self.mode = mode
+        self.decoder = cfg.DATA.DECODER
+        self.fallback = cfg.DATA.DECODER_FALLBACK
+        self.num_frames = cfg.DATA.NUM_FRAMES
+        self.sampling_rate = cfg.DATA.SAMPLING_RATE
+        self.target_fps = cfg.DATA.TARGET_FPS
+        self.max_retries = cfg.DATA.MAX_RETRIES
+        self.num_clips = cfg.TEST.NUM_CLIPS
+        self.clip_starts = cfg.TEST.CLIP_STARTS
+        colour = dict(mean=cfg.DATA.MEAN, std=cfg.DATA.STD, normalize=not cfg.DATA.NORMALIZE_ON_DEVICE)
+        if mode == "train":
+            self.transform = TrainTransform(cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE,
+                                            cfg.DATA.RANDOM_FLIP, **colour)
+        elif mode == "val":
+            self.transform = EvalTransform(cfg.DATA.TRAIN_JITTER_SCALES[0], cfg.DATA.TRAIN_CROP_SIZE, "center",
+                                           **colour)
+        else:
+            self.transform = EvalTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP, **colour)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Dict:
+        return self._train_item(index) if self.mode == "train" else self._multi_view_item(index)
+
+    def clip_indices(self, info) -> np.ndarray:
+        """Frame indices for one video: [T] in training, [clips, T] in validation and testing."""
+        if self.mode == "train":
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            return sampling.random_clip(info, self.num_frames, self.sampling_rate, rng, self.target_fps)
+        if self.mode == "val":
+            return sampling.center_clip(info, self.num_frames, self.sampling_rate, self.target_fps)[None]
+        return sampling.uniform_clips(info, self.num_frames, self.sampling_rate, self.num_clips,
+                                      self.clip_starts, self.target_fps)
+
+    def read(self, path: str):
+        """(distinct frames, positions [T] or [clips, T], info) of one video, sampled for this mode."""
+        return read_frames(path, self.clip_indices, self.decoder, self.fallback)
+
+    def _train_item(self, index: int) -> Dict:
+        failures = []
+        for _ in range(self.max_retries + 1):
+            record = self.records[index]
+            try:
+                frames, positions, _ = self.read(record.path)
+            except DecodeError as error:
+                report_failure(error)
+                failures.append(str(error))
+                index = int(torch.randint(0, len(self.records), ()))
+                continue
+            clip = self.transform(frames[torch.from_numpy(positions)])
+            return {"clip": clip, "label": record.label, "index": index, "failures": failures}
+        raise RuntimeError(f"{len(failures)} videos in a row failed to decode; last: {failures[-1]}")
+
+    def _multi_view_item(self, index: int) -> Dict:
+        record = self.records[index]
+        item = {"views": None, "label": record.label, "index": index, "error": ""}
+        try:
+            frames, positions, _ = self.read(record.path)
+        except DecodeError as error:
+            report_failure(error)
+            item["error"] = str(error)
+            return item
+        item["views"] = self.transform(frames, torch.from_numpy(positions))
+        return item

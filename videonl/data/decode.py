@@ -1,0 +1,226 @@
+"""Frames out of a video file: `decode(path, indices)` -> uint8 tensor [T, H, W, C].
+
+Three backends read the same files: decord, PyAV and (optionally, it needs the system FFmpeg libraries)
+torchcodec. `auto` times every available backend on the first file a process reads and keeps the fastest
+first; whichever backend is first, the others are fallbacks, so a file counts as bad only when every
+backend has failed on it. Frame numbers count frames in display order (not timestamps), which is what
+all three backends agree on, also for variable-frame-rate files. Indices past the last frame wrap around,
+as the official non-local code loops short videos.
+"""
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+BACKEND_NAMES = ("decord", "pyav", "torchcodec")
+
+
+class DecodeError(RuntimeError):
+    """A video that no backend could read; `path` and `reason` say which and why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class VideoInfo:
+    num_frames: int
+    fps: float
+
+
+class _DecordVideo:
+    """decord: frame-accurate random access through its own index of the packets."""
+
+    def __init__(self, path: str):
+        import decord
+
+        self._reader = decord.VideoReader(path, ctx=decord.cpu(0))
+        self.info = VideoInfo(len(self._reader), float(self._reader.get_avg_fps()))
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self._reader.get_batch(indices.tolist()).asnumpy())
+
+
+class _PyAVVideo:
+    """PyAV: decodes from the first frame up to the last one asked for.
+
+    No seeking: a seek lands on a timestamp, and turning timestamps back into frame numbers is wrong for
+    variable-frame-rate files, so frame numbers would disagree with the other backends.
+    """
+
+    def __init__(self, path: str):
+        import av
+
+        self._path = path
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise RuntimeError("no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 0
+            num_frames = stream.frames or self._count_frames(container)
+        self.info = VideoInfo(num_frames, float(rate))
+
+    @staticmethod
+    def _count_frames(container) -> int:
+        """Frames of a container whose header does not say: one packet per frame, counted without decoding."""
+        return sum(1 for packet in container.demux(video=0) if packet.size)
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        import av
+
+        wanted = {int(i): n for n, i in enumerate(indices)}
+        frames: List[np.ndarray] = [None] * len(indices)
+        last = int(indices.max())
+        with av.open(self._path) as container:
+            container.streams.video[0].thread_type = "AUTO"
+            for position, frame in enumerate(container.decode(video=0)):
+                if position in wanted:
+                    frames[wanted[position]] = frame.to_ndarray(format="rgb24")
+                if position == last:
+                    break
+        missing = [int(i) for i, f in zip(indices, frames) if f is None]
+        if missing:
+            raise RuntimeError(f"stream ended before frame {missing[0]} (header says {self.info.num_frames})")
+        return torch.from_numpy(np.stack(frames))
+
+
+class _TorchcodecVideo:
+    """torchcodec: exact seek mode scans the file once, then decodes only around the frames asked for."""
+
+    def __init__(self, path: str):
+        from torchcodec.decoders import VideoDecoder
+
+        self._decoder = VideoDecoder(path, dimension_order="NHWC", seek_mode="exact")
+        metadata = self._decoder.metadata
+        fps = metadata.average_fps_from_header or metadata.average_fps or 0  # header: what the others report
+        self.info = VideoInfo(int(metadata.num_frames), float(fps))
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        return self._decoder.get_frames_at(indices=indices.tolist()).data
+
+
+_OPENERS: Dict[str, Callable[[str], object]] = {
+    "decord": _DecordVideo,
+    "pyav": _PyAVVideo,
+    "torchcodec": _TorchcodecVideo,
+}
+_MODULES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec.decoders"}
+
+
+def _importable(backend: str) -> Tuple[bool, str]:
+    try:
+        importlib.import_module(_MODULES[backend])
+        return True, ""
+    except Exception as err:  # torchcodec raises OSError/RuntimeError when FFmpeg libraries are missing
+        return False, _first_line(err)
+
+
+_AVAILABILITY: Dict[str, Tuple[bool, str]] = {}
+
+
+def backend_status(backend: str) -> Tuple[bool, str]:
+    """(usable, why not) for one backend, imported once per process."""
+    if backend not in _OPENERS:
+        raise ValueError(f"unknown decoder backend '{backend}'; choose from auto, {', '.join(BACKEND_NAMES)}")
+    if backend not in _AVAILABILITY:
+        spec_found = importlib.util.find_spec(_MODULES[backend].split(".")[0]) is not None
+        _AVAILABILITY[backend] = _importable(backend) if spec_found else (False, "not installed")
+    return _AVAILABILITY[backend]
+
+
+def available_backends() -> List[str]:
+    return [name for name in BACKEND_NAMES if backend_status(name)[0]]
+
+
+IndexChoice = Union[Sequence[int], np.ndarray, Callable[[VideoInfo], np.ndarray]]
+
+
+def _read_with(backend: str, path: str, choose: IndexChoice) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
+    video = _OPENERS[backend](path)
+    info = video.info
+    if info.num_frames <= 0:
+        raise RuntimeError("no video frames")
+    indices = np.asarray(choose(info) if callable(choose) else choose, dtype=np.int64)
+    unique, inverse = np.unique(np.mod(indices, info.num_frames), return_inverse=True)
+    frames = video.read(unique)
+    if frames.shape[0] != len(unique):
+        raise RuntimeError(f"asked for {len(unique)} frames, got {frames.shape[0]}")
+    return frames, inverse.reshape(indices.shape), info
+
+
+_AUTO_ORDER: List[str] = []
+
+
+def _measure_auto_order(path: str, choose: IndexChoice) -> None:
+    """Order the available backends fastest first, timed on this file; kept once a backend has read it.
+
+    Each backend reads the file once untimed first, so one-off start-up costs do not decide the order.
+    """
+    timings = {}
+    for backend in available_backends():
+        try:
+            _read_with(backend, path, choose)
+            start = time.perf_counter()
+            _read_with(backend, path, choose)
+            timings[backend] = time.perf_counter() - start
+        except Exception:
+            timings[backend] = float("inf")
+    if any(t < float("inf") for t in timings.values()):
+        _AUTO_ORDER[:] = sorted(timings, key=timings.get)
+
+
+def backend_order(backend: str, fallback: bool = True) -> List[str]:
+    """The backends to try, in order: the one asked for, then (with `fallback`) the other available ones."""
+    if backend == "auto":
+        return list(_AUTO_ORDER) or available_backends()
+    usable, why = backend_status(backend)
+    if not usable:
+        raise ValueError(f"decoder backend '{backend}' is not usable here: {why}")
+    return [backend] + [name for name in available_backends() if name != backend and fallback]
+
+
+def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
+                fallback: bool = True) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
+    """Decode each distinct frame once: (frames [U, H, W, C] uint8, positions into them, video info).
+
+    `choose` is the frame indices, or a function of the video's `VideoInfo` that returns them (any shape;
+    the positions come back in that shape), so the sampler sees the frame count of the backend that reads.
+    Raises `DecodeError` naming the file and every backend's reason when no backend can read it; without
+    `fallback` only the backend asked for is tried (to check or compare one backend).
+    """
+    path = os.fspath(path)
+    order = backend_order(backend, fallback)
+    if not os.path.isfile(path):
+        raise DecodeError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+    if backend == "auto" and not _AUTO_ORDER:
+        _measure_auto_order(path, choose)
+        order = backend_order(backend)
+    reasons = []
+    for name in order:
+        try:
+            return _read_with(name, path, choose)
+        except Exception as err:
+            reasons.append(f"{name}: {_first_line(err)}")
+    if not reasons:
+        raise DecodeError(path, "no decoder backend is installed")
+    raise DecodeError(path, "; ".join(reasons))
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def decode(path: str, indices: Sequence[int], backend: str = "auto", fallback: bool = True) -> torch.Tensor:
+    """uint8 frames [T, H, W, C] at `indices` (wrapping past the end), in the order asked for."""
+    frames, positions, _ = read_frames(path, indices, backend, fallback)
+    return frames[torch.from_numpy(positions.reshape(-1))]

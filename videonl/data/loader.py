@@ -1,0 +1,129 @@
+"""DataLoaders for training, validation and testing, single-process or distributed.
+
+Batch formats, for the training loop and the evaluator:
+
+train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
+        "failures": list of "path: reason" for the videos replaced while building this batch}
+    The loop adds up len(batch["failures"]) per epoch and logs it.
+val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
+             "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
+    `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
+    time (video-major); concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row
+    with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
+Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise; pass every clip
+or group of views through `model_input(tensor, cfg, device)`, which moves it and normalises it when needed.
+
+Distributed: training uses DistributedSampler (call `set_epoch(loader, epoch)` every epoch); testing uses
+`ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
+exactly once. Ranks may then see different numbers of batches: evaluate with the unwrapped module
+(`ddp_model.module`), since DistributedDataParallel's forward runs a collective (buffer broadcast) that would
+wait for the ranks that have finished. Gather per-video results across ranks keyed by batch["index"] (e.g.
+all_gather_object of (index, scores, label) lists, or all_reduce of correct / counted sums).
+"""
+
+import os
+from typing import Dict, Iterator, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from videonl.data.datasets import VideoDataset, read_video_list
+from videonl.data.transforms import normalize
+
+SPLIT_MODES = ("train", "val", "test")
+
+
+class ShardSampler(Sampler):
+    """Indices rank, rank + world_size, ...: a partition of the dataset, no video repeated or dropped."""
+
+    def __init__(self, size: int, rank: int, world_size: int):
+        self.indices = list(range(rank, size, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def collate_train(items: List[Dict]) -> Dict:
+    return {
+        "clip": torch.stack([item["clip"] for item in items]),
+        "label": torch.tensor([item["label"] for item in items]),
+        "index": torch.tensor([item["index"] for item in items]),
+        "failures": [failure for item in items for failure in item["failures"]],
+    }
+
+
+def collate_views(items: List[Dict]) -> Dict:
+    decoded = [item["views"] for item in items if item["views"] is not None]
+    return {
+        "views": torch.stack(decoded) if decoded else torch.empty(0),
+        "label": torch.tensor([item["label"] for item in items]),
+        "index": torch.tensor([item["index"] for item in items]),
+        "valid": torch.tensor([item["views"] is not None for item in items]),
+        "error": [item["error"] for item in items],
+    }
+
+
+def _distributed_rank_and_size() -> tuple:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def list_file(cfg, split: str) -> str:
+    name = {"train": cfg.DATA.TRAIN_SPLIT, "val": cfg.DATA.VAL_SPLIT, "test": cfg.TEST.SPLIT}[split]
+    return os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{name}.csv")
+
+
+def build_dataset(cfg, split: str) -> VideoDataset:
+    if split not in SPLIT_MODES:
+        raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLIT_MODES)}")
+    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
+    return VideoDataset(records, split, cfg)
+
+
+def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Optional[int] = None) -> DataLoader:
+    """The loader of `split` (train | val | test) for this process; rank and world size default to
+    torch.distributed's when it is initialised, else to a single process."""
+    if rank is None or world_size is None:
+        rank, world_size = _distributed_rank_and_size()
+    dataset = build_dataset(cfg, split)
+    training = split == "train"
+    if training:
+        sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, drop_last=True) \
+            if world_size > 1 else None
+    else:
+        sampler = ShardSampler(len(dataset), rank, world_size)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.DATALOADER.TRAIN_BATCH_SIZE if training else cfg.DATALOADER.TEST_BATCH_SIZE,
+        shuffle=training and sampler is None,
+        sampler=sampler,
+        drop_last=training,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.cuda.is_available(),
+        collate_fn=collate_train if training else collate_views,
+        persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0 and training,
+    )
+
+
+def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+    """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE)."""
+    clips = clips.to(device, non_blocking=True)
+    return normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD) if clips.dtype == torch.uint8 else clips
+
+
+def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:
+    """[B, V, C, T, H, W] loader views as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order,
+    so that 30 views of a long clip need not fit in memory at once."""
+    for chunk in views.flatten(0, 1).split(cfg.TEST.VIEWS_PER_FORWARD):
+        yield model_input(chunk, cfg, device)
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Reshuffle a distributed training loader for `epoch` (a no-op for other samplers)."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
