@@ -35,17 +35,25 @@ def to_windows(x: torch.Tensor, window: Tuple[int, int, int]) -> torch.Tensor:
 
 
 def from_windows(y: torch.Tensor, shape: Sequence[int], window: Tuple[int, int, int]) -> torch.Tensor:
-    """Inverse of `to_windows` for a map of `shape` [B, C, T, H, W]."""
+    """Inverse of `to_windows` for a map of `shape` [B, C, T, H, W], in contiguous channels-first memory.
+
+    Without the copy a whole-clip window comes back as a channels-last view, and the convolution and the
+    BatchNorm after it run several times slower on the CPU in that layout.
+    """
     b, c, t, h, w = shape
     wt, wh, ww = window
     y = y.reshape(b, t // wt, h // wh, w // ww, wt, wh, ww, c)
-    return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, t, h, w)
+    return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, t, h, w).contiguous()
 
 
 def softmax_attention(q, k, v, scale: float, fast: bool) -> torch.Tensor:
-    """softmax(q k^T * scale) v; the fast path never holds the [L, M] matrix in memory."""
+    """softmax(q k^T * scale) v; the fast path never holds the [L, M] matrix in memory.
+
+    The CPU's fused kernel takes only inputs whose channels are contiguous; given strided windows (a whole
+    clip is a transposed view) it falls back silently to the plain computation, hence the copies.
+    """
     if fast:
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), scale=scale)
     return torch.softmax(q @ k.transpose(1, 2) * scale, dim=-1) @ v
 
 
