@@ -8,7 +8,8 @@ from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.info import model_report
 from videonl.models import build_model
-from videonl.models.context.non_local import INSTANTIATIONS, NonLocal
+from videonl.models.context import non_local
+from videonl.models.context.non_local import INSTANTIATIONS, NonLocal, attention_matrix_dominates
 
 from helpers import randomize_batch_norms
 
@@ -38,7 +39,8 @@ def outputs_and_grads(block, x):
 
 
 @pytest.mark.parametrize("instantiation, layout", itertools.product(INSTANTIATIONS, LAYOUTS))
-def test_fast_path_equals_plain_path(instantiation, layout):
+def test_fast_path_equals_plain_path(instantiation, layout, monkeypatch):
+    monkeypatch.setattr(non_local, "attention_matrix_dominates", lambda q, k: True)  # small windows too
     block = random_block(instantiation, *layout)
     x = torch.randn(2, 12, 4, 6, 6)
     block.fast = True
@@ -51,6 +53,14 @@ def test_fast_path_equals_plain_path(instantiation, layout):
     scale = max(g.abs().max().item() for g in plain[1])
     for a, b in zip(fast[1], plain[1]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_fast_paths_are_taken_where_the_attention_matrix_dwarfs_the_inputs():
+    def windows(queries, keys, dim):
+        return torch.empty(1, queries, dim), torch.empty(1, keys, dim)
+
+    assert attention_matrix_dominates(*windows(16 * 28 * 28, 16 * 14 * 14, 256))  # 128-frame res3
+    assert not attention_matrix_dominates(*windows(4 * 14 * 14, 4 * 7 * 7, 512))  # 32-frame res4
 
 
 def test_dot_product_fast_path_reassociates_on_long_clips():

@@ -46,25 +46,37 @@ def from_windows(y: torch.Tensor, shape: Sequence[int], window: Tuple[int, int, 
     return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, t, h, w).contiguous()
 
 
+FAST_PATH_MIN_RATIO = 4  # fast paths where the [L, M] matrix is 4x the [L + M, d] inputs (BENCHMARKS.md)
+
+
+def attention_matrix_dominates(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether the [L, M] attention matrix dwarfs the inputs, so that not holding it pays off.
+
+    On the 2-core CPU the fused kernel was 1.4x faster than the plain products at the 128-frame res3 shape
+    (ratio 9.8) and up to 7% slower at ratios 1.2-2.5, where the matrix is small anyway.
+    """
+    return q.shape[1] * k.shape[1] > FAST_PATH_MIN_RATIO * (q.shape[1] + k.shape[1]) * q.shape[2]
+
+
 def softmax_attention(q, k, v, scale: float, fast: bool) -> torch.Tensor:
     """softmax(q k^T * scale) v; the fast path never holds the [L, M] matrix in memory.
 
+    It is taken where that matrix is the bulk of the work; on small maps the plain products are as quick.
     The CPU's fused kernel takes only inputs whose channels are contiguous; given strided windows (a whole
     clip is a transposed view) it falls back silently to the plain computation, hence the copies.
     """
-    if fast:
+    if fast and attention_matrix_dominates(q, k):
         return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), scale=scale)
     return torch.softmax(q @ k.transpose(1, 2) * scale, dim=-1) @ v
 
 
 def dot_product_attention(q, k, v, fast: bool) -> torch.Tensor:
-    """(q k^T / M) v with M keys. The fast path takes whichever order of the products costs less:
-    q (k^T v) / M gives the same numbers in (L + M) d^2 multiply-adds instead of 2 L M d, and never holds
-    the [L, M] matrix; it wins on long clips, where L M is far larger than (L + M) d."""
-    length, keys, dim = q.shape[1], k.shape[1], q.shape[2]
-    if fast and (length + keys) * dim * v.shape[2] < length * keys * (dim + v.shape[2]):
-        return q @ (k.transpose(1, 2) @ v) / keys
-    return (q @ k.transpose(1, 2) / keys) @ v
+    """(q k^T / M) v with M keys. The fast path reassociates: q (k^T v) / M gives the same numbers in
+    (L + M) d^2 multiply-adds instead of 2 L M d and never holds the [L, M] matrix, which pays off where
+    that matrix dominates (long clips)."""
+    if fast and attention_matrix_dominates(q, k):
+        return q @ (k.transpose(1, 2) @ v) / k.shape[1]
+    return (q @ k.transpose(1, 2) / k.shape[1]) @ v
 
 
 @register_context_block("nonlocal")
