@@ -15,7 +15,6 @@ memory before the step (the resident peak of a process never falls, so a shared 
 
 import argparse
 import multiprocessing
-import resource
 from typing import Dict, List
 
 import torch
@@ -72,16 +71,11 @@ def measure_block(job: dict) -> dict:
     def step():
         block(x).sum().backward()
 
-    # Before anything larger than the block and its input: the peak below is the step's own.
-    if device.type == "cuda":
-        baseline = torch.cuda.memory_allocated(device) / 2**20
-    else:
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    timing = measure(step, device, warmup=1, repeat=job["repeat"])
+    timing = measure(step, device, warmup=1, repeat=job["repeat"])  # peak above the block and its input
     flops = flop_analysis(block.cpu().eval(), torch.zeros(1, *shape)).total()
     return {"block": job["block"], "stage": job["stage"], "input": [job["batch"], *shape],
             "params_m": sum(p.numel() for p in block.parameters()) / 1e6, "gflops": flops / 1e9,
-            "ms": timing["seconds"] * 1e3, "peak_mib": timing["peak_mib"] - baseline}
+            "ms": timing["seconds"] * 1e3, "peak_mib": timing["peak_mib"]}
 
 
 def benchmark(cfg_file: str, opts: List[str], names: List[str], device: str, batch: int, repeat: int) -> List[dict]:
