@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_CFG := configs/kinetics400/i3d_r50_32x2.yaml
+DEMO_CFG := configs/kinetics400/nl_i3d_r50_32x2.yaml
 
 .PHONY: demo test venv clean
 
