@@ -22,6 +22,18 @@ def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def pretrained_pair(plain_cfg, blocks_cfg):
+    """A backbone with trained-like BN (no zero residual branch) and a model with context blocks inserted,
+    its other weights loaded from the first; both in eval mode."""
+    from videonl.models import build_model
+
+    plain = randomize_batch_norms(build_model(plain_cfg)).eval()
+    with_blocks = build_model(blocks_cfg).eval()
+    missing, unexpected = with_blocks.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(".context." in key for key in missing)
+    return plain, with_blocks
+
+
 def assert_close_to(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-4) -> None:
     """Equal up to `rel` of the expected magnitude (deep float32 networks accumulate rounding)."""
     difference = (actual - expected).abs().max().item()

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from block_checks import randomise, small_cfg
+from helpers import pretrained_pair
 from videonl.benchmark.__main__ import main as benchmark_main
 from videonl.benchmark.blocks import format_table
 from videonl.config import load_cfg
@@ -61,23 +61,10 @@ def test_kinetics_gc_settings_and_sizes():
 
 
 def _pretrained_pair(name, *opts):
-    """A small backbone with random weights and BN statistics (no zero residual branch), and the same backbone
-    with the config's blocks inserted, its other weights loaded from the first."""
-    opts = ["RESNET.ZERO_INIT_FINAL_BN", "False", "MODEL.DROPOUT", "0.0", *opts]
-    cfg = small_cfg(name, *opts)
+    """The config's backbone without and with its blocks (see helpers.pretrained_pair)."""
+    opts = ["MODEL.DROPOUT", "0.0", *opts]
     no_blocks = ["CONTEXT.BLOCK", "", *(item for stage in range(2, 6) for item in (f"CONTEXT.RES{stage}", "[]"))]
-    plain = build_model(small_cfg(name, *opts, *no_blocks)).eval()
-    generator = torch.Generator().manual_seed(0)
-    for m in plain.modules():  # as if trained: every BN with its own scale, shift and statistics
-        if isinstance(m, nn.BatchNorm3d):
-            m.weight.data = torch.rand(m.weight.shape, generator=generator) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=generator) * 0.1
-            m.running_mean = torch.randn(m.running_mean.shape, generator=generator) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=generator) + 0.5
-    model = build_model(cfg).eval()
-    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(".context." in key for key in missing)
-    return plain, model
+    return pretrained_pair(small_cfg(name, *opts, *no_blocks), small_cfg(name, *opts))
 
 
 @pytest.mark.parametrize("name, opts, frames", [

@@ -11,7 +11,7 @@ from videonl.models import build_model
 from videonl.models.context import non_local
 from videonl.models.context.non_local import INSTANTIATIONS, NonLocal, attention_matrix_dominates
 
-from helpers import randomize_batch_norms
+from helpers import pretrained_pair
 
 # (mode, frames per group, pool): every way positions are grouped, with the subsampling each allows.
 LAYOUTS = [("spacetime", 0, (1, 2, 2)), ("space", 0, (1, 2, 2)), ("time", 0, (1, 1, 1)), ("spacetime", 2, (1, 2, 2)),
@@ -158,13 +158,8 @@ def test_fast_and_plain_paths_count_the_same_flops():
 
 
 def _pretrained_pair(cfg_file, *opts):
-    """A backbone with random 'pretrained' weights and the same backbone with context blocks inserted."""
     small = ["RESNET.WIDTH", "8", "RESNET.BLOCKS", "[1, 4, 6, 1]", "MODEL.NUM_CLASSES", "7", *opts]
-    plain = randomize_batch_norms(build_model(load_cfg("configs/kinetics400/i3d_r50_32x2.yaml", small))).eval()
-    with_blocks = build_model(load_cfg(cfg_file, small)).eval()
-    missing, unexpected = with_blocks.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(".context." in k for k in missing)
-    return plain, with_blocks
+    return pretrained_pair(load_cfg("configs/kinetics400/i3d_r50_32x2.yaml", small), load_cfg(cfg_file, small))
 
 
 @pytest.mark.parametrize("cfg_file, opts", [("configs/kinetics400/nl_i3d_r50_32x2.yaml", []),
