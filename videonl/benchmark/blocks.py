@@ -14,7 +14,6 @@ memory before the step (the resident peak of a process never falls, so a shared 
 """
 
 import argparse
-import multiprocessing
 from typing import Dict, List
 
 import torch
@@ -24,7 +23,7 @@ from ..flops import flop_analysis
 from ..info import stage_shapes
 from ..models import build_model
 from ..models.registry import context_block_class, context_block_names
-from .timing import measure
+from .timing import isolated, measure
 
 STAGES = ("res3", "res4", "res5")
 REFERENCE_BLOCK = "nonlocal"
@@ -85,11 +84,9 @@ def benchmark(cfg_file: str, opts: List[str], names: List[str], device: str, bat
 
     if device == "cuda":
         return [measure_block(job) for job in jobs(stage_inputs(cfg_file, opts))]
-    # A process's resident peak survives into the processes it starts, so this one stays small: even the
-    # model that gives the shapes is built in a worker.
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        stages = pool.apply(stage_inputs, (cfg_file, opts))
-        return pool.map(measure_block, jobs(stages), chunksize=1)
+    # Each case in a fresh process; this one stays small, since a resident peak survives into the
+    # processes it starts: even the model that gives the shapes is built in another.
+    return [isolated(measure_block, job) for job in jobs(isolated(stage_inputs, cfg_file, opts))]
 
 
 def format_table(rows: List[dict]) -> str:
