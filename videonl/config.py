@@ -93,6 +93,40 @@ def get_cfg() -> CfgNode:
     _C.COT.EMBED_REDUCTION = 2  # [query, keys] 2C -> C/2 -> heads * window
     _C.COT.FUSION_REDUCTION = 4  # split-attention fusion hidden width max(2C/4, 32)
 
+    # Training (train_net.py). The defaults are the non-local paper's 32-frame recipe (NL-paper sec. 4.1 and the
+    # official 8-GPU config): batch 64, SGD, LR 0.01 divided by 10 at 150k and 300k, 400k iterations.
+    _C.TRAIN = CfgNode()
+    _C.TRAIN.ENABLE = True  # train (then test when TEST.ENABLE)
+    _C.TRAIN.AUTO_RESUME = True  # continue from the newest checkpoint in OUTPUT_DIR/checkpoints when there is one
+    _C.TRAIN.CHECKPOINT_PERIOD = 5000  # iterations between checkpoints (one is always written at the end)
+    _C.TRAIN.CHECKPOINT_KEEP = 3  # newest periodic checkpoints kept; older ones are deleted (0 = keep all)
+    _C.TRAIN.EVAL_PERIOD = 20000  # iterations between validations on DATA.VAL_SPLIT (0 = only at the end)
+    _C.TRAIN.LOG_PERIOD = 20  # iterations between logged lines (metrics.jsonl, TensorBoard, the bar)
+    _C.TRAIN.MIXED_PRECISION = "none"  # none | bf16 | fp16 (with a grad scaler); never the default on CPUs
+    _C.TRAIN.CHANNELS_LAST = False  # channels-last-3d memory format for the model and its inputs
+    _C.TRAIN.COMPILE = False  # torch.compile the model
+    _C.TRAIN.CLIP_GRAD_NORM = 0.0  # clip the global gradient norm to this value (0 = off)
+    _C.TRAIN.PRECISE_BN_BATCHES = 200  # recompute BN statistics over this many batches before evaluating (0 = off)
+    _C.TRAIN.SYNC_BN = False  # synchronise BN statistics across processes (small per-GPU batches)
+    _C.TRAIN.SEED = 0  # seeds Python, numpy and torch (offset by rank); data order follows it
+    _C.TRAIN.DETERMINISTIC = False  # deterministic kernels (reproducible runs, slower)
+
+    # The optimiser and learning-rate schedule, in iterations.
+    _C.SOLVER = CfgNode()
+    _C.SOLVER.BASE_LR = 0.01  # learning rate at SOLVER.REFERENCE_BATCH_SIZE
+    _C.SOLVER.REFERENCE_BATCH_SIZE = 64  # global batch BASE_LR is meant for; other batches scale the LR linearly
+    _C.SOLVER.LR_POLICY = "steps"  # steps (x GAMMA at each of STEPS) | cosine (to COSINE_END_FACTOR x LR)
+    _C.SOLVER.STEPS = [150000, 300000]  # iterations where the step policy multiplies the LR by GAMMA
+    _C.SOLVER.GAMMA = 0.1  # step policy factor
+    _C.SOLVER.COSINE_END_FACTOR = 0.0  # cosine policy: final LR as a fraction of the base LR
+    _C.SOLVER.MAX_ITER = 400000  # training iterations
+    _C.SOLVER.WARMUP_ITERS = 0  # linear warm-up from WARMUP_START_FACTOR x LR (official non-local code: none)
+    _C.SOLVER.WARMUP_START_FACTOR = 0.1  # LR factor at iteration 0 of the warm-up
+    _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+    _C.SOLVER.NESTEROV = True  # Nesterov momentum (official non-local code: yes)
+    _C.SOLVER.WEIGHT_DECAY = 1e-4  # L2 weight decay
+    _C.SOLVER.NO_DECAY_NORM_AND_BIAS = True  # no weight decay on BN / LayerNorm parameters and biases (official)
+
     _C.DATA = CfgNode()
     _C.DATA.NUM_FRAMES = 8  # frames per clip fed to the model
     _C.DATA.SAMPLING_RATE = 8  # take every n-th frame (32x2: 32 frames out of 64)
@@ -116,6 +150,8 @@ def get_cfg() -> CfgNode:
 
     # Multi-view testing: every video of TEST.SPLIT, NUM_CLIPS clips x the crops of CROP.
     _C.TEST = CfgNode()
+    _C.TEST.ENABLE = True  # multi-view testing (after training when TRAIN.ENABLE)
+    _C.TEST.CHECKPOINT = ""  # weights to test; "" = the training run's newest checkpoint, else MODEL.INIT
     _C.TEST.SPLIT = "val"  # list file tested ({PATH_TO_DATA_DIR}/{SPLIT}.csv; Kinetics tests on val)
     _C.TEST.NUM_CLIPS = 10  # temporal clips per video
     _C.TEST.CLIP_STARTS = "official"  # official: clip k starts at floor(k*N/NUM_CLIPS); fit: all inside
@@ -129,6 +165,7 @@ def get_cfg() -> CfgNode:
     _C.DATALOADER.TRAIN_BATCH_SIZE = 8  # clips per batch per process in training
     _C.DATALOADER.TEST_BATCH_SIZE = 1  # videos (each with all its views) per batch per process in testing
 
+    _C.DEVICE = "auto"  # cuda (this process's local GPU under torchrun) when available, else cpu; or cpu / cuda
     _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
     return _C
 

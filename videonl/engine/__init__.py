@@ -1,0 +1,1 @@
+"""Training and evaluation: what train_net.py runs."""

@@ -1,0 +1,69 @@
+"""Process-group set-up for torchrun and the few collective helpers the engine needs.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; a plain `python train_net.py` sets
+none and runs as a single process without a process group.
+"""
+
+import os
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """Only this process writes logs, checkpoints and reports."""
+    return rank() == 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def select_device(name: str) -> torch.device:
+    """DEVICE auto | cpu | cuda: under torchrun each process takes the GPU of its LOCAL_RANK."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"DEVICE must be auto, cpu or cuda, got '{name}'")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("DEVICE is cuda but torch sees no GPU (set DEVICE cpu or auto)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank())
+    return torch.device("cuda", local_rank())
+
+
+def init_process_group(device: torch.device) -> None:
+    """Join torchrun's process group: NCCL between GPUs, gloo between CPU processes."""
+    if launched_by_torchrun() and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_gather_objects(value: Any) -> List[Any]:
+    """[value of rank 0, value of rank 1, ...] on every rank (picklable values)."""
+    if world_size() == 1:
+        return [value]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
