@@ -54,6 +54,8 @@ def test_pytorchvideo_checkpoint_gives_the_same_logits(name, tmp_path, capsys):
     clip = torch.randn(1, 3, 8, 224, 224)
     with torch.no_grad():
         assert_close_to(model(clip), reference(clip))
+    initialised = build_model(load_cfg(cfg_file, ["MODEL.INIT", str(source)])).state_dict()
+    assert all(torch.equal(initialised[key], value) for key, value in model.state_dict().items())
 
 
 def test_pytorchvideo_checkpoint_converts_into_a_frozen_bn_model(tmp_path):

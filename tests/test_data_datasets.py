@@ -8,7 +8,7 @@ from videonl.config import get_cfg
 from videonl.data import datasets as datasets_module
 from videonl.data.datasets import VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import read_frames
-from videonl.data.loader import ShardSampler, build_loader
+from videonl.data.loader import ShardSampler, TrainSampler, build_dataset, build_loader
 from videonl.data.sampling import uniform_clips
 from videonl.data.transforms import EvalTransform
 from videos import BAD, GOOD
@@ -140,7 +140,7 @@ def test_two_training_ranks_draw_disjoint_videos(tmp_path, video_dir):
     cfg.DATALOADER.TRAIN_BATCH_SIZE = 1
     per_rank = [set(np.concatenate([b["index"].numpy() for b in build_loader(cfg, "train", rank, 2)]).tolist())
                 for rank in range(2)]
-    # DistributedSampler(drop_last=True) gives each rank the same number of videos, dropping the odd one.
+    # Global batches of two: each rank takes one video of each, the odd video is dropped.
     assert not per_rank[0] & per_rank[1] and len(per_rank[0]) == len(per_rank[1]) == len(GOOD) // 2
 
 
@@ -167,3 +167,35 @@ def test_view_batches_split_views_in_order_and_normalise(tmp_path, video_dir):
     assert [len(c) for c in chunks] == [4, 4, 4]
     expected = model_input(views, cfg, torch.device("cpu")).flatten(0, 1)
     assert chunks[0].dtype == torch.float32 and torch.equal(torch.cat(chunks), expected)
+
+
+def test_train_sampler_ranks_split_the_single_process_global_batches():
+    single = list(TrainSampler(10, 0, 1, batch_size=4, seed=3))
+    ranks = [list(TrainSampler(10, rank, 2, batch_size=2, seed=3)) for rank in range(2)]
+    assert len(single) == 8  # two global batches of 4; two videos dropped
+    for batch in range(2):
+        assert single[4 * batch:4 * batch + 4] == ranks[0][2 * batch:2 * batch + 2] + ranks[1][2 * batch:2 * batch + 2]
+    assert len({seed for _, seed in single}) == 8
+
+
+def test_train_sampler_resumes_mid_epoch_and_reshuffles_per_epoch():
+    sampler = TrainSampler(12, 0, 1, batch_size=3, seed=0)
+    sampler.set_epoch(2)
+    epoch = list(sampler)
+    sampler.set_epoch(2, start_batch=3)
+    assert list(sampler) == epoch[9:] and len(sampler) == 3
+    sampler.set_epoch(3)
+    assert list(sampler) != epoch
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        TrainSampler(5, 0, 2, batch_size=3, seed=0)
+
+
+def test_seeded_training_items_do_not_depend_on_the_process_drawing_them(tmp_path, video_dir):
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "vfr.mp4"])
+    dataset = build_dataset(cfg, "train")
+    first = dataset[(0, 1234)]["clip"]
+    torch.manual_seed(99)  # the caller's RNG state must not matter, and must not be consumed
+    state = torch.get_rng_state()
+    assert torch.equal(dataset[(0, 1234)]["clip"], first)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(dataset[(0, 4321)]["clip"], first)

@@ -135,8 +135,22 @@ def test_initialize_rejects_what_it_cannot_load(tmp_path):
         initialize(model, str(tmp_path / "weights.txt"), depth=50)
     with pytest.raises(ValueError, match="not 34"):
         initialize(model, "imagenet", depth=34)
-    with pytest.raises(CheckpointError, match=r"neither a videonl checkpoint nor a torchvision .*\['state_dict'\]"):
+    with pytest.raises(CheckpointError, match=r"neither a videonl checkpoint, a torchvision .*\['state_dict'\]"):
         initialize(model, str(tmp_path / "wrapped.pth"), depth=50)
+
+
+def test_init_from_a_checkpoint_for_other_classes_reinitialises_only_the_classifier(tmp_path, caplog):
+    source = small_model("MODEL.NUM_CLASSES", "7")
+    save_checkpoint(str(tmp_path / "kinetics.pth"), source, load_cfg(C2D))
+    model = small_model()
+    fresh_fc = model.head.fc.weight.detach().clone()
+
+    with caplog.at_level(logging.INFO, logger="videonl.models.weights"):
+        report = initialize(model, str(tmp_path / "kinetics.pth"))
+
+    assert report.missing == ["head.fc.weight", "head.fc.bias"] and "7 classes, the model 5" in caplog.text
+    torch.testing.assert_close(model.head.fc.weight, fresh_fc)
+    torch.testing.assert_close(model.res5[0].conv_b.weight, source.res5[0].conv_b.weight)
 
 
 # ------------------------------------------------------------------------------------------ checked load

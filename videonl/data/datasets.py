@@ -93,8 +93,17 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> Dict:
-        return self._train_item(index) if self.mode == "train" else self._multi_view_item(index)
+    def __getitem__(self, key) -> Dict:
+        """`key` is an index, or in training an (index, seed) pair from `loader.TrainSampler`: the clip's random
+        window, scale, crop and flip (and any replacement video) are then drawn from `seed` alone."""
+        if self.mode != "train":
+            return self._multi_view_item(key)
+        if isinstance(key, int):
+            return self._train_item(key)
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._train_item(index)
 
     def clip_indices(self, info) -> np.ndarray:
         """Frame indices for one video: [T] in training, [clips, T] in validation and testing."""

@@ -13,7 +13,10 @@ val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch o
 Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise; pass every clip
 or group of views through `model_input(tensor, cfg, device)`, which moves it and normalises it when needed.
 
-Distributed: training uses DistributedSampler (call `set_epoch(loader, epoch)` every epoch); testing uses
+Training uses `TrainSampler`: a seeded permutation per epoch, cut into global batches of which each rank takes
+its slice, yielding (index, seed) pairs so that a clip's augmentation depends only on TRAIN.SEED, the epoch
+and its place in the permutation. One process with batch 2B and two with batch B then see the same clips,
+augmented the same way, and `set_epoch(loader, epoch, start_batch)` resumes mid-epoch exactly. Testing uses
 `ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
 exactly once. Ranks may then see different numbers of batches: evaluate with the unwrapped module
 (`ddp_model.module`), since DistributedDataParallel's forward runs a collective (buffer broadcast) that would
@@ -24,9 +27,10 @@ all_gather_object of (index, scores, label) lists, or all_reduce of correct / co
 import os
 from typing import Dict, Iterator, List, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.transforms import normalize
@@ -45,6 +49,46 @@ class ShardSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class TrainSampler(Sampler):
+    """This rank's (index, seed) pairs of one epoch, resumable at any batch.
+
+    Global batch b of an epoch is the permutation's slice [b*G, (b+1)*G) for G = batch_size * world_size;
+    rank r takes its r-th part. The tail that does not fill a global batch is dropped.
+    """
+
+    def __init__(self, size: int, rank: int, world_size: int, batch_size: int, seed: int):
+        global_batch = batch_size * world_size
+        if size < global_batch:
+            raise ValueError(f"the training list has {size} videos, fewer than one global batch of {global_batch} "
+                             f"(DATALOADER.TRAIN_BATCH_SIZE {batch_size} x {world_size} processes)")
+        self.size, self.rank, self.world_size = size, rank, world_size
+        self.batch_size, self.seed = batch_size, seed
+        self.batches_per_epoch = size // global_batch
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        if not 0 <= start_batch < self.batches_per_epoch:
+            raise ValueError(f"start batch {start_batch} outside the epoch's {self.batches_per_epoch} batches")
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self) -> Iterator[tuple]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        global_batch = self.batch_size * self.world_size
+        for batch in range(self.start_batch, self.batches_per_epoch):
+            first = batch * global_batch + self.rank * self.batch_size
+            for position in range(first, first + self.batch_size):
+                yield order[position], sample_seed(self.seed, self.epoch, position)
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A 63-bit seed of its own for every (run seed, epoch, position): numpy's SeedSequence hashes the triple."""
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def collate_train(items: List[Dict]) -> Dict:
@@ -93,16 +137,13 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     dataset = build_dataset(cfg, split)
     training = split == "train"
     if training:
-        sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, drop_last=True) \
-            if world_size > 1 else None
+        sampler = TrainSampler(len(dataset), rank, world_size, cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.TRAIN.SEED)
     else:
         sampler = ShardSampler(len(dataset), rank, world_size)
     return DataLoader(
         dataset,
         batch_size=cfg.DATALOADER.TRAIN_BATCH_SIZE if training else cfg.DATALOADER.TEST_BATCH_SIZE,
-        shuffle=training and sampler is None,
         sampler=sampler,
-        drop_last=training,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.cuda.is_available(),
         collate_fn=collate_train if training else collate_views,
@@ -123,7 +164,6 @@ def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[tor
         yield model_input(chunk, cfg, device)
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Reshuffle a distributed training loader for `epoch` (a no-op for other samplers)."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
+def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Point a training loader at `epoch`, starting at its batch `start_batch` (a resumed run)."""
+    loader.sampler.set_epoch(epoch, start_batch)

@@ -180,6 +180,9 @@ def load_pytorchvideo_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     return content["model_state"]
 
 
+CLASSIFIER_KEYS = ("head.fc.weight", "head.fc.bias")
+
+
 # --------------------------------------------------------------------------- Caffe2 (video-nonlocal-net)
 
 CAFFE2_BN_FIELDS = (("s", "weight"), ("b", "bias"), ("rm", "running_mean"), ("riv", "running_var"))
@@ -400,19 +403,36 @@ def _log_report(report: LoadReport) -> None:
 
 
 def initialize(model: nn.Module, init: str, depth: int = 50) -> LoadReport:
-    """Load MODEL.INIT into `model`: "imagenet", a `.pth`/`.pt` (ours, or a torchvision 2D ResNet), a Caffe2 `.pkl`."""
+    """Load MODEL.INIT into `model`: "imagenet", a `.pth`/`.pt`/`.pyth` (ours, a torchvision 2D ResNet, a
+    PyTorchVideo model-zoo file) or a Caffe2 `.pkl`.
+
+    A classifier for another number of classes (fine-tuning Kinetics -> UCF101) is left at its fresh
+    initialisation and logged; any other shape mismatch fails.
+    """
     state, unused = _initial_state(model, init, depth)
     if unused:
         logger.info("MODEL.INIT %s: %d source keys not used: %s", init, len(unused), ", ".join(unused))
+    state = _without_other_classifier(model, dict(state), init)
     return load_state_dict_checked(model, state)
+
+
+def _without_other_classifier(model: nn.Module, state: Dict[str, torch.Tensor], init: str):
+    target = model.state_dict()
+    classifier = [key for key in CLASSIFIER_KEYS
+                  if key in state and key in target and state[key].shape != target[key].shape]
+    if classifier:
+        logger.info("MODEL.INIT %s: its classifier has %d classes, the model %d: head.fc re-initialised", init,
+                    state["head.fc.weight"].shape[0], target["head.fc.weight"].shape[0])
+    return {key: value for key, value in state.items() if key not in classifier}
 
 
 def _initial_state(model: nn.Module, init: str, depth: int):
     if init == "imagenet":
         return inflate_2d_state_dict(imagenet_state_dict(depth), model)
     extension = os.path.splitext(init)[1]
-    if extension not in (".pth", ".pt", ".pkl") or not os.path.isfile(init):
-        raise ValueError(f"MODEL.INIT must be '', 'imagenet' or an existing .pth, .pt or .pkl file; got '{init}'")
+    if extension not in (".pth", ".pt", ".pyth", ".pkl") or not os.path.isfile(init):
+        raise ValueError(f"MODEL.INIT must be '', 'imagenet' or an existing .pth, .pt, .pyth or .pkl file; "
+                         f"got '{init}'")
     if extension == ".pkl":
         return convert_caffe2(load_caffe2_blobs(init), model)
     content = _load_weights_only(init)
@@ -420,6 +440,8 @@ def _initial_state(model: nn.Module, init: str, depth: int):
         return content["model"], []
     if _is_torchvision_resnet(content):
         return inflate_2d_state_dict(content, model)
+    if isinstance(content, dict) and isinstance(content.get("model_state"), dict):
+        return convert_pytorchvideo(content["model_state"])
     raise CheckpointError(
-        f"{init} is neither a videonl checkpoint nor a torchvision 2D ResNet state dict: found {_describe(content)}"
+        f"{init} is neither a videonl checkpoint, a torchvision 2D ResNet nor a PyTorchVideo checkpoint: found {_describe(content)}"
     )

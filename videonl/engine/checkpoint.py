@@ -1,0 +1,85 @@
+"""Training checkpoints: everything a resumed run needs to continue as if it had never stopped.
+
+Files are `checkpoints/iter_0000100.pth` under OUTPUT_DIR, written atomically by `weights.save_checkpoint`
+(temporary file, fsync, rename), so a kill at any moment leaves the newest complete one in place. Beside
+the model they hold the optimiser, the grad scaler, the iteration (which fixes the LR and the sampler's
+epoch and batch) and every process's RNG states (which fix dropout).
+"""
+
+import glob
+import logging
+import os
+import random
+import re
+from typing import Optional
+
+import numpy as np
+import torch
+
+from videonl.models.weights import load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+_NAME = re.compile(r"iter_(\d+)\.pth$")
+
+
+def rng_state() -> dict:
+    """This process's Python, numpy and torch RNG states, as tensors and plain data (weights-only loadable)."""
+    state = {
+        "python": _python_state_as_tensor(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": np.random.get_state()[2],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate((random.getstate()[0], tuple(state["python"].tolist()), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _python_state_as_tensor() -> torch.Tensor:
+    return torch.tensor(random.getstate()[1], dtype=torch.int64)
+
+
+class CheckpointManager:
+    """Writes, lists, prunes and reads one run's training checkpoints."""
+
+    def __init__(self, output_dir: str, keep: int = 0):
+        self.folder = os.path.join(output_dir, "checkpoints")
+        self.keep = keep
+
+    def path(self, iteration: int) -> str:
+        return os.path.join(self.folder, f"iter_{iteration:07d}.pth")
+
+    def existing(self) -> list:
+        """Paths of the complete checkpoints, oldest first (temporary files of an interrupted write excluded)."""
+        found = [(int(_NAME.search(p).group(1)), p) for p in glob.glob(os.path.join(self.folder, "iter_*.pth"))]
+        return [path for _, path in sorted(found)]
+
+    def latest(self) -> Optional[str]:
+        existing = self.existing()
+        return existing[-1] if existing else None
+
+    def save(self, iteration: int, model, cfg, optimizer, scaler, rng_states: list) -> str:
+        path = self.path(iteration)
+        save_checkpoint(path, model, cfg, iteration=iteration, optimizer=optimizer.state_dict(),
+                        scaler=scaler.state_dict(), rng=rng_states)
+        self._prune()
+        logger.info("checkpoint written: %s", path)
+        return path
+
+    def _prune(self) -> None:
+        if self.keep <= 0:
+            return
+        for path in self.existing()[:-self.keep]:
+            os.remove(path)
+
+    @staticmethod
+    def load(path: str) -> dict:
+        return load_checkpoint(path)
