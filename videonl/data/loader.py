@@ -147,6 +147,7 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.cuda.is_available(),
         collate_fn=collate_train if training else collate_views,
+        generator=torch.Generator(),  # workers' base seeds drawn from it, not from the global RNG a resume restores
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0 and training,
     )
 

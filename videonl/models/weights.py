@@ -416,6 +416,16 @@ def initialize(model: nn.Module, init: str, depth: int = 50) -> LoadReport:
     return load_state_dict_checked(model, state)
 
 
+def load_weights(model: nn.Module, path: str, depth: int = 50) -> None:
+    """Load every weight of `model` from `path` (any format `initialize` reads) for evaluation: nothing may be
+    missing or re-initialised, so a checkpoint for another model or class count fails, naming the keys."""
+    state, _ = _initial_state(model, path, depth)
+    report = load_state_dict_checked(model, state)
+    if report.missing:
+        raise CheckpointError(f"{path} does not provide {len(report.missing)} weights of the model: "
+                              f"{', '.join(report.missing)}")
+
+
 def _without_other_classifier(model: nn.Module, state: Dict[str, torch.Tensor], init: str):
     target = model.state_dict()
     classifier = [key for key in CLASSIFIER_KEYS

@@ -1,0 +1,48 @@
+"""Multi-view testing of a run: which weights, where the results go, and the console table."""
+
+import logging
+import os
+from typing import Optional
+
+import torch
+from torch import nn
+
+from videonl.engine.checkpoint import CheckpointManager
+from videonl.engine.evaluate import evaluate, format_results
+from videonl.models.build import build_model
+from videonl.models.weights import CheckpointError, load_weights
+
+logger = logging.getLogger(__name__)
+
+
+def weights_to_test(cfg) -> str:
+    """TEST.CHECKPOINT when given; else this run's newest checkpoint; else MODEL.INIT."""
+    if cfg.TEST.CHECKPOINT:
+        return cfg.TEST.CHECKPOINT
+    newest = CheckpointManager(cfg.OUTPUT_DIR).latest()
+    if newest:
+        return newest
+    if cfg.MODEL.INIT:
+        return cfg.MODEL.INIT
+    raise CheckpointError(f"nothing to test: set TEST.CHECKPOINT, or MODEL.INIT, or train into OUTPUT_DIR "
+                          f"{cfg.OUTPUT_DIR} first")
+
+
+def test(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict:
+    """Test `trained` (the model this run just trained) or the weights `weights_to_test` names; results go to
+    OUTPUT_DIR/test/<weights name>/, where an interrupted test resumes."""
+    source = weights_to_test(cfg)
+    if trained is not None and not cfg.TEST.CHECKPOINT:
+        model = trained
+    else:
+        model = build_model(cfg, init=False)
+        load_weights(model, source, depth=cfg.RESNET.DEPTH)
+        model.to(device)
+        if cfg.TRAIN.CHANNELS_LAST:
+            model.to(memory_format=torch.channels_last_3d)
+    out_dir = os.path.join(cfg.OUTPUT_DIR, "test", os.path.splitext(os.path.basename(source))[0])
+    logger.info("testing %s on %s (%d clips x %s crop per video); results in %s", source, cfg.TEST.SPLIT,
+                cfg.TEST.NUM_CLIPS, cfg.TEST.CROP, out_dir)
+    results = evaluate(model, cfg, "test", device, out_dir)
+    logger.info("test results of %s:\n%s", source, format_results(results))
+    return results
