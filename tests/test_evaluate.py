@@ -181,7 +181,7 @@ def test_reports_hold_predictions_per_class_results_and_pictures(data_dir, tmp_p
 
 def test_confusion_matrix_is_skipped_above_101_classes(tmp_path, caplog):
     classes = 102
-    scores = [VideoScore(i, f"v{i}.mp4", i, np.eye(classes)[(i * 7) % classes].tolist(), 1, 1)
+    scores = [VideoScore(i, f"v{i}.mp4", i, np.eye(classes, dtype=np.float32)[(i * 7) % classes], 1, 1)
               for i in range(classes)]
     metrics = {"top1": 1.0}
     with caplog.at_level(logging.INFO, logger="videonl.engine.evaluate"):

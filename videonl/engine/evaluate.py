@@ -15,12 +15,12 @@ so scores of two models are never mixed and none are lost by mistake. The folder
 """
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Dict, Iterable, List, Optional, TextIO
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 TOP_K = 5
 MAX_CONFUSION_CLASSES = 101  # a larger confusion matrix is unreadable as a picture
-PROBABILITY_DIGITS = 6  # significant digits kept per probability: ranks as float32 does, half the file size
+PROBABILITY_DIGITS = 6  # significant digits kept per probability (float32 holds 6 exactly): half the file size
 SCORES_PATTERN = "scores.rank{rank}.jsonl"
 
 
@@ -44,15 +44,23 @@ class StaleScoresError(RuntimeError):
     """The output folder holds scores of another evaluation (other list, classes, views or weights)."""
 
 
-@dataclass
+def _rounded(probabilities: Iterable[float]) -> List[float]:
+    return [float(f"{p:.{PROBABILITY_DIGITS}g}") for p in probabilities]
+
+
+@dataclasses.dataclass
 class VideoScore:
-    """One video's outcome: its views' averaged probabilities (None when it could not be decoded) and how
-    many of its views ranked the label first (clip-level accuracy)."""
+    """One video's outcome: its views' averaged probabilities (float32 [classes]; None when it could not be
+    decoded) and how many of its views ranked the label first (clip-level accuracy).
+
+    Probabilities are rounded to PROBABILITY_DIGITS when scored, exactly as the scores file keeps them, so a
+    resumed evaluation ranks classes exactly as an uninterrupted one.
+    """
 
     index: int
     path: str
     label: int
-    probabilities: Optional[List[float]]
+    probabilities: Optional[np.ndarray]
     view_hits: int = 0
     views: int = 0
     error: str = ""
@@ -60,9 +68,21 @@ class VideoScore:
     @classmethod
     def from_views(cls, index: int, path: str, label: int, view_probabilities: torch.Tensor) -> "VideoScore":
         """From the [views, classes] softmax of one video's views."""
-        average = [float(f"{p:.{PROBABILITY_DIGITS}g}") for p in view_probabilities.mean(dim=0).tolist()]
+        average = np.asarray(_rounded(view_probabilities.mean(dim=0).tolist()), dtype=np.float32)
         view_hits = int((view_probabilities.argmax(dim=1) == label).sum())
         return cls(index, path, label, average, view_hits, len(view_probabilities))
+
+    @classmethod
+    def from_json(cls, line: str) -> "VideoScore":
+        record = json.loads(line)
+        if record["probabilities"] is not None:
+            record["probabilities"] = np.asarray(record["probabilities"], dtype=np.float32)
+        return cls(**record)
+
+    def to_json(self) -> str:
+        record = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        record["probabilities"] = None if self.failed else _rounded(self.probabilities.tolist())
+        return json.dumps(record)
 
     @property
     def failed(self) -> bool:
@@ -71,7 +91,7 @@ class VideoScore:
     @cached_property
     def top_classes(self) -> List[int]:
         """The TOP_K most probable classes, best first (equal scores: lower class first)."""
-        return np.argsort(-np.asarray(self.probabilities), kind="stable")[:TOP_K].tolist()
+        return np.argsort(-self.probabilities, kind="stable")[:TOP_K].tolist()
 
     def hit(self, k: int) -> bool:
         return not self.failed and self.label in self.top_classes[:k]
@@ -167,10 +187,15 @@ def scores_meta(cfg, split: str, dataset, model: torch.nn.Module) -> dict:
     }
 
 
+def _complete_size(path: str) -> int:
+    """Bytes of `path` up to its last newline: without a last line cut short by a kill."""
+    with open(path, "rb") as f:
+        return f.read().rfind(b"\n") + 1
+
+
 def _complete_lines(path: str) -> List[str]:
-    """The lines of `path` that end with a newline: a last line cut short by a kill is left out."""
-    with open(path, encoding="utf-8") as f:
-        return f.read().split("\n")[:-1]
+    with open(path, "rb") as f:
+        return f.read(_complete_size(path)).decode("utf-8").splitlines()
 
 
 def read_scores(out_dir: str, meta: dict) -> Dict[int, VideoScore]:
@@ -187,24 +212,24 @@ def read_scores(out_dir: str, meta: dict) -> Dict[int, VideoScore]:
             raise StaleScoresError(f"{path} holds scores of another evaluation (different {', '.join(differing)});"
                                    f" delete the scores files or choose another output folder")
         for line in lines[1:]:
-            score = VideoScore(**json.loads(line))
+            score = VideoScore.from_json(line)
             scores[score.index] = score
     return scores
 
 
 def open_scores_log(path: str, meta: dict) -> TextIO:
     """This rank's scores file for appending, cut back to its last complete line, headed by `meta`."""
-    kept = sum(len(line.encode("utf-8")) + 1 for line in _complete_lines(path)) if os.path.exists(path) else 0
+    kept = _complete_size(path) if os.path.exists(path) else 0
     if os.path.exists(path):
         os.truncate(path, kept)
-    log = open(path, "a", encoding="utf-8")
+    log = open(path, "a", encoding="utf-8", newline="\n")
     if kept == 0:
         log.write(json.dumps({"meta": meta}) + "\n")
     return log
 
 
 def append_scores(log: TextIO, scores: List[VideoScore]) -> None:
-    log.writelines(json.dumps(asdict(score)) + "\n" for score in scores)
+    log.writelines(score.to_json() + "\n" for score in scores)
     log.flush()
 
 
