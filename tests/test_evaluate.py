@@ -251,3 +251,8 @@ def test_two_processes_share_the_videos_and_agree_on_the_metrics(data_dir, tmp_p
                if "meta" not in json.loads(line)} for rank in range(2)]
     assert shards == [{0, 2, 4}, {1, 3, 5}]
     assert json.loads((out_dir / "summary.json").read_text()) == single
+
+
+def test_a_label_outside_the_classifier_is_named(data_dir):
+    with pytest.raises(ValueError, match=r"val\.csv: label 5 of .*grey170\.mp4 is outside 0\.\.4"):
+        evaluate(GreyLevelModel(), grey_cfg(data_dir, **{"MODEL.NUM_CLASSES": 5}), progress=False)

@@ -219,8 +219,9 @@ def read_scores(out_dir: str, meta: dict) -> Dict[int, VideoScore]:
 
 def open_scores_log(path: str, meta: dict) -> TextIO:
     """This rank's scores file for appending, cut back to its last complete line, headed by `meta`."""
-    kept = _complete_size(path) if os.path.exists(path) else 0
+    kept = 0
     if os.path.exists(path):
+        kept = _complete_size(path)
         os.truncate(path, kept)
     log = open(path, "a", encoding="utf-8", newline="\n")
     if kept == 0:
@@ -312,8 +313,9 @@ def evaluate(model: torch.nn.Module, cfg, split: str = "test", device: torch.dev
         log = open_scores_log(os.path.join(out_dir, SCORES_PATTERN.format(rank=distributed.rank())), meta)
     remaining = [index for index in range(len(dataset)) if index not in earlier]
     if distributed.is_main_process():
-        logger.info("evaluating %s: %d videos, %d views each; %d already scored in %s, %d to score", split,
-                    len(dataset), dataset.views_per_video, len(earlier), out_dir, len(remaining))
+        logger.info("evaluating %s: %d videos, %d views each", split, len(dataset), dataset.views_per_video)
+        if earlier:
+            logger.info("resuming: %d videos already scored in %s, %d left", len(earlier), out_dir, len(remaining))
     was_training = model.training
     model.eval()
     try:
@@ -331,7 +333,7 @@ def evaluate(model: torch.nn.Module, cfg, split: str = "test", device: torch.dev
                               split=split)
     if out_dir and distributed.is_main_process():
         write_reports(out_dir, ordered, metrics, class_names(cfg), cfg.TEST.EXCLUDE_FAILED)
-    distributed.barrier()
+    distributed.barrier()  # the reports exist when any rank returns
     return metrics
 
 
