@@ -135,6 +135,30 @@ def test_shard_sampler_partitions_and_distributed_training_splits():
     assert [len(s) for s in shards] == [4, 4, 3]
 
 
+def test_shard_sampler_over_a_subset_partitions_only_the_subset():
+    subset = [0, 2, 3, 7, 8, 10]
+    shards = [list(ShardSampler(11, rank, 4, subset)) for rank in range(4)]
+    assert sorted(sum(shards, [])) == subset and [len(s) for s in shards] == [2, 2, 1, 1]
+
+
+def test_loader_over_given_indices_loads_only_those(tmp_path, video_dir):
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "short.mp4", "vfr.mp4", "mpeg4.avi"])
+    cfg.DATA.NUM_FRAMES = 1
+    loaded = [i for rank in range(2) for b in build_loader(cfg, "test", rank, 2, indices=[3, 1])
+              for i in b["index"].tolist()]
+    assert sorted(loaded) == [1, 3]
+    with pytest.raises(ValueError, match="training loader"):
+        build_loader(cfg, "train", indices=[0])
+
+
+def test_views_per_video_counts_clips_and_crops(video_dir):
+    names = ["plain.mp4"]
+    cfg = small_cfg(**{"TEST.NUM_CLIPS": 4, "TEST.CROP": "3crop"})
+    test = VideoDataset(records(video_dir, names), "test", cfg)
+    assert test.views_per_video == 12 == len(test[0]["views"])
+    assert VideoDataset(records(video_dir, names), "val", cfg).views_per_video == 1
+
+
 def test_two_training_ranks_draw_disjoint_videos(tmp_path, video_dir):
     cfg = dataset_dir(tmp_path, video_dir, sorted(GOOD))
     cfg.DATALOADER.TRAIN_BATCH_SIZE = 1

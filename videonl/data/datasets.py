@@ -93,6 +93,11 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def views_per_video(self) -> int:
+        """Views in a multi-view item: TEST.NUM_CLIPS x crops in testing, the one centred clip in validation."""
+        return self.num_clips * self.transform.crops_per_clip if self.mode == "test" else 1
+
     def __getitem__(self, key) -> Dict:
         """`key` is an index, or in training an (index, seed) pair from `loader.TrainSampler`: the clip's random
         window, scale, crop and flip (and any replacement video) are then drawn from `seed` alone."""

@@ -18,14 +18,15 @@ its slice, yielding (index, seed) pairs so that a clip's augmentation depends on
 and its place in the permutation. One process with batch 2B and two with batch B then see the same clips,
 augmented the same way, and `set_epoch(loader, epoch, start_batch)` resumes mid-epoch exactly. Testing uses
 `ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
-exactly once. Ranks may then see different numbers of batches: evaluate with the unwrapped module
+exactly once; given `indices`, only those videos are loaded (an interrupted evaluation scores the rest).
+Ranks may then see different numbers of batches: evaluate with the unwrapped module
 (`ddp_model.module`), since DistributedDataParallel's forward runs a collective (buffer broadcast) that would
 wait for the ranks that have finished. Gather per-video results across ranks keyed by batch["index"] (e.g.
 all_gather_object of (index, scores, label) lists, or all_reduce of correct / counted sums).
 """
 
 import os
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,10 +40,11 @@ SPLIT_MODES = ("train", "val", "test")
 
 
 class ShardSampler(Sampler):
-    """Indices rank, rank + world_size, ...: a partition of the dataset, no video repeated or dropped."""
+    """Positions rank, rank + world_size, ... of `indices` (default: the whole dataset): a partition, no video
+    repeated or dropped."""
 
-    def __init__(self, size: int, rank: int, world_size: int):
-        self.indices = list(range(rank, size, world_size))
+    def __init__(self, size: int, rank: int, world_size: int, indices: Optional[Sequence[int]] = None):
+        self.indices = list(range(size) if indices is None else indices)[rank::world_size]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -129,17 +131,21 @@ def build_dataset(cfg, split: str) -> VideoDataset:
     return VideoDataset(records, split, cfg)
 
 
-def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Optional[int] = None) -> DataLoader:
+def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Optional[int] = None,
+                 indices: Optional[Sequence[int]] = None) -> DataLoader:
     """The loader of `split` (train | val | test) for this process; rank and world size default to
-    torch.distributed's when it is initialised, else to a single process."""
+    torch.distributed's when it is initialised, else to a single process. `indices` (val and test only)
+    restricts it to those positions of the list, shared out over the ranks."""
     if rank is None or world_size is None:
         rank, world_size = _distributed_rank_and_size()
     dataset = build_dataset(cfg, split)
     training = split == "train"
+    if training and indices is not None:
+        raise ValueError("indices selects videos to evaluate; the training loader always uses the whole list")
     if training:
         sampler = TrainSampler(len(dataset), rank, world_size, cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.TRAIN.SEED)
     else:
-        sampler = ShardSampler(len(dataset), rank, world_size)
+        sampler = ShardSampler(len(dataset), rank, world_size, indices)
     return DataLoader(
         dataset,
         batch_size=cfg.DATALOADER.TRAIN_BATCH_SIZE if training else cfg.DATALOADER.TEST_BATCH_SIZE,

@@ -1,0 +1,258 @@
+"""Multi-view evaluation against hand-computed metrics, resuming, stale scores, reports and two processes.
+
+Videos are flat grey and the stub model classifies a view by its grey level, so which videos and views are
+right is known without running a network:
+    class c is grey level LEVELS[c]; logits are -0.1 x |view grey level - LEVELS[c]|.
+"""
+
+import csv
+import json
+import logging
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from data_prep.common import encode_h264
+from videonl.config import get_cfg
+from videonl.data.loader import build_loader, model_input
+from videonl.engine.evaluate import StaleScoresError, VideoScore, evaluate, format_results, write_reports
+
+LEVELS = [40, 80, 120, 160, 200, 240]
+# file: (grey of frames 0-19, grey of frames 20-29, label). The 3 clips of 2 frames start at frames 0, 10, 20.
+VIDEOS = {
+    "grey40.mp4": (40, 40, 0),  # right
+    "grey80.mp4": (80, 80, 1),  # right
+    "mixed.mp4": (120, 200, 4),  # views 120, 120, 200: predicts class 2; label ranked 2nd; 1 of 3 views right
+    "grey170.mp4": (170, 170, 5),  # predicts 3; label (240) is the 4th nearest: right at top-5 only
+    "grey40_labelled_240.mp4": (40, 40, 5),  # label is the farthest of the 6 classes: wrong even at top-5
+    "broken.mp4": (None, None, 3),  # not a video: fails to decode
+}
+NAMES = [f"grey {level}" for level in LEVELS]
+
+
+class GreyLevelModel(nn.Module):
+    """Scores each view by the distance of its mean grey level to every class's level; counts the views."""
+
+    def __init__(self, levels=LEVELS):
+        super().__init__()
+        self.register_buffer("levels", torch.tensor(levels, dtype=torch.float32))
+        self.views_seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.views_seen += len(x)
+        grey = x.mean(dim=(1, 2, 3, 4)) * 255  # MEAN 0 and STD 1: inputs are pixel values / 255
+        return -0.1 * (grey[:, None] - self.levels).abs()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grey")
+    lines = []
+    for name, (first, second, label) in VIDEOS.items():
+        if first is None:
+            (root / name).write_text("not a video\n")
+        else:
+            frames = (np.full((48, 64, 3), first if i < 20 else second, np.uint8) for i in range(30))
+            encode_h264(root / name, frames, Fraction(25))
+        lines.append(f"{name} {label}\n")
+    (root / "val.csv").write_text("".join(lines))
+    (root / "classes.json").write_text(json.dumps({name: index for index, name in enumerate(NAMES)}))
+    return root
+
+
+def grey_cfg(data_dir, **overrides):
+    cfg = get_cfg()
+    cfg.DATA.PATH_TO_DATA_DIR = str(data_dir)
+    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.DATA.TEST_CROP_SIZE = 2, 1, 32
+    cfg.DATA.MEAN, cfg.DATA.STD = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    cfg.TEST.NUM_CLIPS, cfg.TEST.CROP, cfg.TEST.VIEWS_PER_FORWARD = 3, "center", 2
+    cfg.MODEL.NUM_CLASSES = len(LEVELS)
+    cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.TEST_BATCH_SIZE = 0, 2
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
+    return cfg
+
+
+# Hand computation over the 6 videos (5 decoded x 3 views; the broken one would be 3 wrong views).
+EXPECTED = {
+    False: dict(top1=100 * 2 / 6, top5=100 * 4 / 6, clip_top1=100 * (3 + 3 + 1) / 18,
+                # classes 0 (1/1), 1 (1/1), 3 (0/1, the broken video), 4 (0/1), 5 (0/2)
+                mean_class_accuracy=100 * 2 / 5, failed_policy="counted as wrong"),
+    True: dict(top1=100 * 2 / 5, top5=100 * 4 / 5, clip_top1=100 * 7 / 15, mean_class_accuracy=100 * 2 / 4,
+               failed_policy="excluded"),
+}
+
+
+@pytest.mark.parametrize("exclude_failed", [False, True])
+def test_metrics_match_the_hand_computation(data_dir, exclude_failed):
+    model = GreyLevelModel().train()
+    metrics = evaluate(model, grey_cfg(data_dir, **{"TEST.EXCLUDE_FAILED": exclude_failed}), progress=False)
+    expected = EXPECTED[exclude_failed]
+    for key in ("top1", "top5", "clip_top1", "mean_class_accuracy"):
+        assert metrics[key] == pytest.approx(expected[key]), key
+    assert {k: metrics[k] for k in ("videos", "scored", "failed", "failed_policy", "views_per_video", "split")} == \
+        dict(videos=6, scored=5, failed=1, failed_policy=expected["failed_policy"], views_per_video=3, split="test")
+    assert model.training and model.views_seen == 15
+    json.dumps(metrics)
+
+
+def test_validation_split_scores_one_centred_clip(data_dir):
+    metrics = evaluate(GreyLevelModel(), grey_cfg(data_dir), split="val", progress=False)
+    # The centred clip (frames 14, 15) of mixed.mp4 is grey 120: still wrong; the other videos as at test.
+    assert metrics["views_per_video"] == 1 and metrics["top1"] == pytest.approx(100 * 2 / 6)
+    assert metrics["clip_top1"] == pytest.approx(metrics["top1"])
+
+
+def score_lines(out_dir):
+    """Every complete video line of the folder's scores files (headers left out)."""
+    lines = []
+    for name in sorted(os.listdir(out_dir)):
+        if name.startswith("scores.rank"):
+            text = (out_dir / name).read_text()
+            lines += [json.loads(line) for line in text.split("\n")[:-1] if "meta" not in json.loads(line)]
+    return lines
+
+
+def test_resume_scores_only_the_missing_videos_once(data_dir, tmp_path):
+    cfg = grey_cfg(data_dir)
+    complete = evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path / "full"), progress=False)
+    header, *records = (tmp_path / "full" / "scores.rank0.jsonl").read_text().splitlines(keepends=True)
+    by_index = {json.loads(line)["index"]: line for line in records}
+    # As if an earlier two-process run was killed: rank 1 had scored video 1; rank 0 video 0, and was writing 3.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "scores.rank0.jsonl").write_text(header + by_index[0] + by_index[3][: len(by_index[3]) // 2])
+    (resumed / "scores.rank1.jsonl").write_text(header + by_index[1])
+    model = GreyLevelModel()
+    assert evaluate(model, cfg, out_dir=str(resumed), progress=False) == complete
+    assert model.views_seen == 3 * 3  # videos 2, 3 and 4 (5 fails to decode)
+    assert sorted(line["index"] for line in score_lines(resumed)) == list(range(len(VIDEOS)))
+    again = GreyLevelModel()
+    assert evaluate(again, cfg, out_dir=str(resumed), progress=False) == complete and again.views_seen == 0
+
+
+def test_scores_of_another_evaluation_are_refused(data_dir, tmp_path):
+    cfg = grey_cfg(data_dir)
+    evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path), progress=False)
+    with pytest.raises(StaleScoresError, match="different weights"):
+        evaluate(GreyLevelModel([45, 80, 120, 160, 200, 240]), cfg, out_dir=str(tmp_path), progress=False)
+    with pytest.raises(StaleScoresError, match="different views_per_video"):
+        evaluate(GreyLevelModel(), grey_cfg(data_dir, **{"TEST.NUM_CLIPS": 2}), out_dir=str(tmp_path),
+                 progress=False)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_png(path, min_bytes=10_000):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, path
+
+
+def test_reports_hold_predictions_per_class_results_and_pictures(data_dir, tmp_path):
+    metrics = evaluate(GreyLevelModel(), grey_cfg(data_dir), out_dir=str(tmp_path), progress=False)
+    assert json.loads((tmp_path / "summary.json").read_text()) == metrics
+
+    predictions = {os.path.basename(row["path"]): row for row in read_csv(tmp_path / "predictions.csv")}
+    assert list(predictions) == list(VIDEOS)
+    right = predictions["grey40.mp4"]
+    assert (right["label"], right["label_name"], right["top1_class"], right["correct"]) == \
+        ("0", "grey 40", "grey 40", "yes")
+    mixed = predictions["mixed.mp4"]
+    assert (mixed["top1_class"], mixed["top2_class"], mixed["correct"]) == ("grey 120", "grey 200", "no")
+    scores = [float(mixed[f"top{k}_score"]) for k in range(1, 6)]
+    assert scores == sorted(scores, reverse=True) and 0.6 < scores[0] < 0.7  # (2 x ~0.96 + ~0) / 3
+    broken = predictions["broken.mp4"]
+    assert broken["correct"] == "no" and "broken.mp4" in broken["error"] and broken["top1_class"] == ""
+
+    per_class = read_csv(tmp_path / "per_class.csv")
+    assert [(row["name"], row["videos"], row["top1"], row["top5"]) for row in per_class] == [
+        ("grey 40", "1", "100.00", "100.00"), ("grey 80", "1", "100.00", "100.00"), ("grey 120", "0", "", ""),
+        ("grey 160", "1", "0.00", "0.00"), ("grey 200", "1", "0.00", "100.00"), ("grey 240", "2", "0.00", "50.00")]
+    assert_png(tmp_path / "per_class_accuracy.png")
+    assert_png(tmp_path / "confusion_matrix.png")
+
+
+def test_confusion_matrix_is_skipped_above_101_classes(tmp_path, caplog):
+    classes = 102
+    scores = [VideoScore(i, f"v{i}.mp4", i, np.eye(classes, dtype=np.float32)[(i * 7) % classes], 1, 1)
+              for i in range(classes)]
+    metrics = {"top1": 1.0}
+    with caplog.at_level(logging.INFO, logger="videonl.engine.evaluate"):
+        write_reports(str(tmp_path), scores, metrics, [f"c{i}" for i in range(classes)], exclude_failed=False)
+    assert not (tmp_path / "confusion_matrix.png").exists()
+    assert any("confusion_matrix.png skipped: 102 classes" in r.getMessage() for r in caplog.records)
+    assert_png(tmp_path / "per_class_accuracy.png")
+    assert len(read_csv(tmp_path / "per_class.csv")) == classes
+
+
+def test_format_results_keeps_clip_level_apart(data_dir):
+    metrics = evaluate(GreyLevelModel(), grey_cfg(data_dir), progress=False)
+    table = format_results(metrics)
+    lines = table.splitlines()
+    assert f"{metrics['top1']:6.2f} %" in lines[1] and "3 views" in lines[1]
+    clip_line = next(line for line in lines if line.lstrip().startswith("clip top-1"))
+    assert "not video level" in clip_line and f"{metrics['clip_top1']:6.2f} %" in clip_line
+    assert "6 / 5 / 1 (failed videos counted as wrong)" in table
+    assert len({line.index(" %") for line in lines[1:5]}) == 1  # the percentages line up
+
+
+def tiny_model_cfg(data_dir):
+    cfg = grey_cfg(data_dir, **{"TEST.CROP": "3crop", "TRAIN.CHANNELS_LAST": True})
+    cfg.DATA.TEST_CROP_SIZE, cfg.MODEL.HEAD_POOL = 64, 1  # res5 is 2 x 2: four windows, log-averaged softmax
+    cfg.RESNET.BLOCKS, cfg.RESNET.WIDTH, cfg.RESNET.ZERO_INIT_FINAL_BN = [1, 1, 1, 1], 4, False
+    cfg.TEST.NUM_CLIPS = 1
+    return cfg
+
+
+def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(data_dir, tmp_path):
+    from videonl.models import build_model
+
+    torch.manual_seed(0)
+    cfg = tiny_model_cfg(data_dir)
+    model = build_model(cfg).train()
+    evaluate(model, cfg, out_dir=str(tmp_path), progress=False)
+    assert model.training
+    stored = {line["index"]: line for line in score_lines(tmp_path)}
+    views = next(iter(build_loader(cfg, "test")))["views"][0]  # grey40.mp4: 3 crops
+    with torch.no_grad():
+        output = model.eval()(model_input(views, cfg, torch.device("cpu")))
+    assert torch.allclose(output.exp().sum(dim=1), torch.ones(3))  # eval output: log-probabilities
+    expected = output.exp().mean(dim=0)
+    assert torch.allclose(torch.tensor(stored[0]["probabilities"]), expected, rtol=1e-5, atol=1e-7)
+
+
+def _evaluate_in_process(rank, world_size, init_file, cfg, out_dir, results_dir):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                         world_size=world_size)
+    try:
+        metrics = evaluate(GreyLevelModel(), cfg, out_dir=out_dir, progress=False)
+    finally:
+        torch.distributed.destroy_process_group()
+    with open(os.path.join(results_dir, f"metrics{rank}.json"), "w") as f:
+        json.dump(metrics, f)
+
+
+def test_two_processes_share_the_videos_and_agree_on_the_metrics(data_dir, tmp_path):
+    cfg = grey_cfg(data_dir)
+    single = evaluate(GreyLevelModel(), cfg, progress=False)
+    out_dir = tmp_path / "out"
+    mp.spawn(_evaluate_in_process, args=(2, str(tmp_path / "init"), cfg, str(out_dir), str(tmp_path)), nprocs=2)
+    per_rank = [json.loads((tmp_path / f"metrics{rank}.json").read_text()) for rank in range(2)]
+    assert per_rank[0] == per_rank[1] == single
+    shards = [{json.loads(line)["index"] for line in (out_dir / f"scores.rank{rank}.jsonl").read_text().splitlines()
+               if "meta" not in json.loads(line)} for rank in range(2)]
+    assert shards == [{0, 2, 4}, {1, 3, 5}]
+    assert json.loads((out_dir / "summary.json").read_text()) == single
+
+
+def test_a_label_outside_the_classifier_is_named(data_dir):
+    with pytest.raises(ValueError, match=r"val\.csv: label 5 of .*grey170\.mp4 is outside 0\.\.4"):
+        evaluate(GreyLevelModel(), grey_cfg(data_dir, **{"MODEL.NUM_CLASSES": 5}), progress=False)
