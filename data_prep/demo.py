@@ -61,8 +61,10 @@ def render(class_name: str, seed: int, height: int, width: int, num_frames: int,
     while np.abs(colour.astype(int) - background).sum() < 200:  # keep the shape visible
         colour = rng.integers(0, 256, 3)
     sides = int(rng.integers(3, 6))
-    speed = size * rng.uniform(0.06, 0.12) / fps  # pixels per frame: the shape crosses about a third
-    turn = spin * rng.uniform(0.5, 1.5) * np.pi / fps
+    speed = size * rng.uniform(0.10, 0.15) / fps  # pixels per frame: the shape crosses about half the frame
+    # Radians per frame: slow enough that a 3- to 5-sided shape sampled every 4th or 5th frame turns by
+    # less than half its symmetry angle, so the direction of turn stays visible.
+    turn = spin * rng.uniform(0.25, 0.5) * np.pi / fps
     scale_rate = np.exp(growth * rng.uniform(0.15, 0.25) / fps)
     radius = size * rng.uniform(0.08, 0.14) / (scale_rate ** num_frames if growth < 0 else 1)
     largest = radius * max(1.0, scale_rate ** num_frames)
