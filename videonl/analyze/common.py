@@ -39,13 +39,14 @@ def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> n
     Only the checkpoint's "model" entry is read; optimizer state and other entries are ignored.
     """
     model = build_model(cfg, init=False)
-    report = load_state_dict_checked(model, load_checkpoint(checkpoint)["model"])
+    does_not_fit = f"{checkpoint} does not fit the config's model (is it the config it was trained with?)"
+    try:
+        report = load_state_dict_checked(model, load_checkpoint(checkpoint)["model"])
+    except CheckpointError as error:
+        raise CheckpointError(f"{does_not_fit}: {error}") from error
     if report.missing or report.unexpected:
-        raise CheckpointError(
-            f"{checkpoint} does not fit the config's model: {len(report.missing)} weights missing "
-            f"({', '.join(report.missing[:5])}), {len(report.unexpected)} unexpected "
-            f"({', '.join(report.unexpected[:5])}); is it the config it was trained with?"
-        )
+        raise CheckpointError(f"{does_not_fit}: {len(report.missing)} weights missing ({', '.join(report.missing[:5])}), "
+                              f"{len(report.unexpected)} unexpected ({', '.join(report.unexpected[:5])})")
     return model.to(device or select_device(cfg.DEVICE)).eval()
 
 

@@ -152,7 +152,7 @@ def attention_statistics(model: nn.Module, cfg, video_paths: Sequence[str], quer
         try:
             clip = centred_clip(cfg, path, model_device(model))
         except DecodeError as error:
-            logger.warning("left out: %s", error)
+            logger.warning("left out of the statistics: %s", error.path)
             continue
         for name, stats in clip_statistics(model, clip, queries, seed)[0].items():
             totals[name] = totals[name] + stats if name in totals else stats
