@@ -147,3 +147,8 @@ def test_statistics_do_not_depend_on_batch_composition():
             assert batched[1][name].means[key].mean == pytest.approx(mean.mean, rel=1e-3, abs=1e-6)
     first = batched[0]["res3.0.context"].means["attention"].mean
     assert first != pytest.approx(batched[1]["res3.0.context"].means["attention"].mean, rel=0.05)  # videos differ
+
+
+def test_a_model_in_training_mode_is_refused():
+    with pytest.raises(ValueError, match="eval mode"):
+        clip_statistics(tiny_model().train(), torch.randn(1, 3, 8, 64, 64))

@@ -7,7 +7,6 @@ SNL blocks pool the whole clip with one softmax map that every position shares.
 """
 
 import abc
-import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,7 +23,6 @@ from ..models.context.non_local import NonLocal, to_windows
 from ..models.registry import context_block_class, context_block_names
 from ..models.weights import CheckpointError, load_checkpoint, load_state_dict_checked
 
-logger = logging.getLogger(__name__)
 
 Window = Tuple[int, int, int]
 SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")
@@ -203,7 +201,10 @@ class BlockIO:
 
 @torch.no_grad()
 def capture_block_io(model: nn.Module, probes: List[Probe], clips: torch.Tensor) -> Dict[str, BlockIO]:
-    """Run `clips` through the model and keep each probed block's input and output."""
+    """Run `clips` through the model (in eval mode: batch statistics would mix the clips) and keep each
+    probed block's input and output."""
+    if model.training:
+        raise ValueError("the model must be in eval mode (model.eval()) for attention analysis")
     captured = {}
 
     def keep(name):
