@@ -69,12 +69,15 @@ class GlobalContext(nn.Module):
         pooling, transform, fusion = cls.preset
         return cls(dim, pooling, transform, fusion, ratio=cfg.GC.RATIO)
 
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """alpha = softmax_j(W_k x_j) as `[B, 1, T*H*W]`: one map shared by every position (attention pooling)."""
+        return self.mask(x).flatten(2).softmax(dim=-1)
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """sum_j alpha_j x_j as `[B, C, 1, 1, 1]`."""
         if self.mask is None:
             return x.mean(dim=(2, 3, 4), keepdim=True)
-        weights = self.mask(x).flatten(2).softmax(dim=-1)  # [B, 1, N]
-        pooled = torch.matmul(x.flatten(2), weights.transpose(1, 2))  # [B, C, 1]
+        pooled = torch.matmul(x.flatten(2), self.attention(x).transpose(1, 2))  # [B, C, 1]
         return pooled.view(*pooled.shape, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

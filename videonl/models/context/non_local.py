@@ -58,25 +58,17 @@ def attention_matrix_dominates(q: torch.Tensor, k: torch.Tensor) -> bool:
     return q.shape[1] * k.shape[1] > FAST_PATH_MIN_RATIO * (q.shape[1] + k.shape[1]) * q.shape[2]
 
 
-def softmax_attention(q, k, v, scale: float, fast: bool) -> torch.Tensor:
-    """softmax(q k^T * scale) v; the fast path never holds the [L, M] matrix in memory.
+def attend_without_matrix(q, k, v, instantiation: str, scale: float) -> torch.Tensor:
+    """The attention's output, never holding the [L, M] matrix in memory (softmax and dot product only).
 
-    It is taken where that matrix is the bulk of the work; on small maps the plain products are as quick.
-    The CPU's fused kernel takes only inputs whose channels are contiguous; given strided windows (a whole
-    clip is a transposed view) it falls back silently to the plain computation, hence the copies.
+    Softmax: the fused kernel. The CPU's fused kernel takes only inputs whose channels are contiguous; given
+    strided windows (a whole clip is a transposed view) it falls back silently to the plain computation,
+    hence the copies. Dot product: q (k^T v) / M reassociates (q k^T / M) v, the same numbers in
+    (L + M) d^2 multiply-adds instead of 2 L M d.
     """
-    if fast and attention_matrix_dominates(q, k):
-        return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), scale=scale)
-    return torch.softmax(q @ k.transpose(1, 2) * scale, dim=-1) @ v
-
-
-def dot_product_attention(q, k, v, fast: bool) -> torch.Tensor:
-    """(q k^T / M) v with M keys. The fast path reassociates: q (k^T v) / M gives the same numbers in
-    (L + M) d^2 multiply-adds instead of 2 L M d and never holds the [L, M] matrix, which pays off where
-    that matrix dominates (long clips)."""
-    if fast and attention_matrix_dominates(q, k):
+    if instantiation == "dot_product":
         return q @ (k.transpose(1, 2) @ v) / k.shape[1]
-    return (q @ k.transpose(1, 2) / k.shape[1]) @ v
+    return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), scale=scale)
 
 
 @register_context_block("nonlocal")
@@ -175,25 +167,50 @@ class NonLocal(nn.Module):
                 raise ValueError(f"NONLOCAL.POOL {tuple(pool)} does not tile '{self.mode}' windows of {query}")
         return query, tuple(key)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """y_i = 1/C(x) sum_j f(q_i, k_j) v_j on [windows, positions, channels]."""
-        if self.instantiation in ("gaussian", "embedded_gaussian"):
-            scale = q.shape[-1] ** -0.5 if self.use_scale else 1.0
-            return softmax_attention(q, k, v, scale, self.fast)
-        if self.instantiation == "dot_product":
-            return dot_product_attention(q, k, v, self.fast)
-        # w . [q_i, k_j] = w_q . q_i + w_k . k_j: two projections, then a broadcast sum to [n, L, M].
-        weight_q, weight_k = self.concat_project.weight[0].split(q.shape[-1])  # [d, 1] each
-        scores = F.relu(q @ weight_q + (k @ weight_k).transpose(1, 2) + self.concat_project.bias)
-        return scores @ v / k.shape[1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """theta(x), phi(x), g(x) as [windows, positions, channels]: queries of `windows(x.shape)[0]`, keys and
+        values of its key window (window order as `to_windows`, batch-major)."""
         pooled = self.pool(x) if self.pool is not None else x
         theta = self.conv_theta(x) if self.conv_theta is not None else x
         phi = self.conv_phi(pooled) if self.conv_phi is not None else pooled
         g = self.conv_g(pooled)
         query_window, key_window = self.windows(x.shape)
-        y = self.attend(to_windows(theta, query_window), to_windows(phi, key_window), to_windows(g, key_window))
-        y = from_windows(y, (x.shape[0], g.shape[1]) + tuple(x.shape[2:]), query_window)
+        return to_windows(theta, query_window), to_windows(phi, key_window), to_windows(g, key_window)
+
+    def softmax_scale(self, q: torch.Tensor) -> float:
+        return q.shape[-1] ** -0.5 if self.use_scale else 1.0
+
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """f(q_i, k_j) / C(x) as [windows, L, M]; each row sums to 1 for the softmax instantiations."""
+        if self.instantiation in ("gaussian", "embedded_gaussian"):
+            return torch.softmax(q @ k.transpose(1, 2) * self.softmax_scale(q), dim=-1)
+        if self.instantiation == "dot_product":
+            return q @ k.transpose(1, 2) / k.shape[1]
+        # w . [q_i, k_j] = w_q . q_i + w_k . k_j: two projections, then a broadcast sum to [n, L, M].
+        weight_q, weight_k = self.concat_project.weight[0].split(q.shape[-1])  # [d, 1] each
+        return F.relu(q @ weight_q + (k @ weight_k).transpose(1, 2) + self.concat_project.bias) / k.shape[1]
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention map of every query on `[B, C, T, H, W]`: [B * windows, queries, keys] (see `embed`).
+
+        For analysis: the forward pass does not hold this matrix where the fast path applies.
+        """
+        q, k, _ = self.embed(x)
+        return self.attention_weights(q, k)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """y_i = 1/C(x) sum_j f(q_i, k_j) v_j on [windows, positions, channels].
+
+        The fast path is taken where the attention matrix is the bulk of the work; on small maps the plain
+        products are as quick.
+        """
+        if self.fast and self.instantiation != "concatenation" and attention_matrix_dominates(q, k):
+            return attend_without_matrix(q, k, v, self.instantiation, self.softmax_scale(q))
+        return self.attention_weights(q, k) @ v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.embed(x)
+        query_window, _ = self.windows(x.shape)
+        y = from_windows(self.attend(q, k, v), (x.shape[0], v.shape[-1]) + tuple(x.shape[2:]), query_window)
         z = self.conv_out(y)
         return x + (self.bn(z) if self.bn is not None else z)

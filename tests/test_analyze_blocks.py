@@ -1,0 +1,52 @@
+"""The blocks' public attention maps: what the analysis reads is what the forward pass uses."""
+
+import itertools
+
+import pytest
+import torch
+
+from videonl.models.context import non_local
+from videonl.models.context.global_context import GCBlock
+from videonl.models.context.non_local import INSTANTIATIONS, NonLocal, from_windows, to_windows
+
+# (mode, frames per group, pool): whole clip, per frame, per pixel track, groups of frames, pooled time.
+LAYOUTS = [("spacetime", 0, (1, 2, 2)), ("space", 0, (1, 2, 2)), ("time", 0, (1, 1, 1)), ("spacetime", 2, (1, 2, 2)),
+           ("spacetime", 0, (2, 2, 2))]
+
+
+def randomized(block: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every weight random (no zero-initialised part), in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.5)
+    return block.eval()
+
+
+@pytest.mark.parametrize("instantiation, layout", itertools.product(INSTANTIATIONS, LAYOUTS))
+def test_nonlocal_attention_reproduces_the_forward_pass(instantiation, layout, monkeypatch):
+    monkeypatch.setattr(non_local, "attention_matrix_dominates", lambda q, k: True)  # fast path wherever it exists
+    mode, group, pool = layout
+    block = randomized(NonLocal(8, 4, instantiation, mode, group, pool))
+    x = torch.randn(2, 8, 4, 6, 6)
+    query_window, key_window = block.windows(x.shape)
+    g = to_windows(block.conv_g(torch.nn.functional.max_pool3d(x, pool)), key_window)
+    y = from_windows(block.attention(x) @ g, (2, 4, 4, 6, 6), query_window)
+    expected = x + block.bn(block.conv_out(y))
+    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_nonlocal_attention_has_one_row_per_query_of_each_window():
+    block = randomized(NonLocal(8, 4, "embedded_gaussian", "space"))
+    attention = block.attention(torch.randn(2, 8, 4, 6, 6))
+    assert attention.shape == (2 * 4, 6 * 6, 3 * 3)  # a window per frame; keys max-pooled 2x2
+    torch.testing.assert_close(attention.sum(-1), torch.ones(8, 36))
+
+
+def test_gc_attention_is_the_map_its_pooling_uses():
+    block = randomized(GCBlock(8, ratio=2))
+    x = torch.randn(2, 8, 3, 4, 5)
+    attention = block.attention(x)
+    assert attention.shape == (2, 1, 60)
+    expected = (x.flatten(2) * attention).sum(-1).view(2, 8, 1, 1, 1)
+    torch.testing.assert_close(block.pool(x), expected)

@@ -1,0 +1,10 @@
+"""Attention analysis of trained models: GCNet's statistics (`statistics`) and attention-map pictures (`maps`).
+
+    python -m videonl.analyze attention | attention-maps --help
+"""
+
+from .common import load_model
+from .maps import Query, render_attention_maps
+from .statistics import attention_statistics, format_table, write_statistics
+
+__all__ = ["Query", "attention_statistics", "format_table", "load_model", "render_attention_maps", "write_statistics"]
