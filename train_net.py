@@ -15,6 +15,7 @@ training_curves.png, test/<weights>/ (predictions, per-class accuracy, confusion
 """
 
 import argparse
+import logging
 import os
 import random
 import sys
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from videonl.config import ConfigError, load_cfg
+from videonl.data.decode import available_backends
 from videonl.engine import distributed
 from videonl.engine.checks import check_config
 from videonl.engine.logging import setup_logging
@@ -37,6 +39,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.BASE_LR 0.005 OUTPUT_DIR runs/nl")
     return parser.parse_args(argv)
+
+
+def fixed_decoder(cfg):
+    """With TRAIN.DETERMINISTIC, `auto` becomes the first installed backend: `auto` picks by timing, so two
+    runs (or a run and its resumption) could decode with different backends, whose pixels differ slightly."""
+    if cfg.TRAIN.DETERMINISTIC and cfg.DATA.DECODER == "auto":
+        cfg.defrost()
+        cfg.DATA.DECODER = available_backends()[0]
+        cfg.freeze()
+        logging.getLogger(__name__).info("TRAIN.DETERMINISTIC: DATA.DECODER auto fixed to %s", cfg.DATA.DECODER)
+    return cfg
 
 
 def seed_everything(cfg) -> None:
@@ -64,6 +77,7 @@ def main(argv=None) -> dict:
     distributed.init_process_group(device)
     try:
         setup_logging(cfg.OUTPUT_DIR)
+        cfg = fixed_decoder(cfg)
         try:
             check_config(cfg, training=cfg.TRAIN.ENABLE, testing=cfg.TEST.ENABLE)
         except ConfigError as err:

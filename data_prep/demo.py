@@ -37,6 +37,11 @@ CLASSES = {
     "growing": ((0, 0), 0, 1),
     "shrinking": ((0, 0), 0, -1),
 }
+# Few colours, shared by every class: each look recurs across classes, so a model cannot score by
+# remembering what each training video looks like and has to learn the motion.
+BACKGROUNDS = np.array([[25, 25, 25], [95, 95, 95], [30, 50, 90], [90, 65, 35]])
+SHAPE_COLOURS = np.array([[235, 60, 60], [70, 210, 90], [90, 140, 250], [245, 215, 60], [230, 100, 230],
+                          [250, 250, 250]])
 CLIP_START = 1  # seconds of the raw video before the annotated window, as in Kinetics' trimmed clips
 
 
@@ -57,16 +62,15 @@ def render(class_name: str, seed: int, height: int, width: int, num_frames: int,
     frame_size = np.array([width, height])
     rng = np.random.default_rng(seed)
     (dx, dy), spin, growth = CLASSES[class_name]
-    background, colour = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    while np.abs(colour.astype(int) - background).sum() < 200:  # keep the shape visible
-        colour = rng.integers(0, 256, 3)
+    background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    colour = SHAPE_COLOURS[rng.integers(len(SHAPE_COLOURS))]
     sides = int(rng.integers(3, 6))
-    speed = size * rng.uniform(0.10, 0.15) / fps  # pixels per frame: the shape crosses about half the frame
+    speed = size * rng.uniform(0.12, 0.16) / fps  # pixels per frame: the shape crosses about half the frame
     # Radians per frame: slow enough that a 3- to 5-sided shape sampled every 4th or 5th frame turns by
     # less than half its symmetry angle, so the direction of turn stays visible.
     turn = spin * rng.uniform(0.25, 0.5) * np.pi / fps
     scale_rate = np.exp(growth * rng.uniform(0.15, 0.25) / fps)
-    radius = size * rng.uniform(0.08, 0.14) / (scale_rate ** num_frames if growth < 0 else 1)
+    radius = size * rng.uniform(0.11, 0.16) / (scale_rate ** num_frames if growth < 0 else 1)
     largest = radius * max(1.0, scale_rate ** num_frames)
     travel = speed * num_frames * np.array([dx, dy])
     low = largest + np.maximum(-travel, 0)

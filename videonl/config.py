@@ -109,7 +109,7 @@ def get_cfg() -> CfgNode:
     _C.TRAIN.PRECISE_BN_BATCHES = 200  # recompute BN statistics over this many batches before evaluating (0 = off)
     _C.TRAIN.SYNC_BN = False  # synchronise BN statistics across processes (small per-GPU batches)
     _C.TRAIN.SEED = 0  # seeds Python, numpy and torch (offset by rank); data order follows it
-    _C.TRAIN.DETERMINISTIC = False  # deterministic kernels (reproducible runs, slower)
+    _C.TRAIN.DETERMINISTIC = False  # deterministic kernels, DATA.DECODER auto fixed (reproducible runs, slower)
 
     # The optimiser and learning-rate schedule, in iterations.
     _C.SOLVER = CfgNode()

@@ -1,0 +1,175 @@
+"""train_net.py end to end on a tiny model and generated videos: outputs, resume after SIGKILL, two processes,
+bad states and configs that cannot work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train_net
+from data_prep.common import encode_h264
+from videonl.engine.train import NonFiniteLossError
+from videonl.models.weights import load_checkpoint, save_checkpoint
+from videonl.config import load_cfg
+from videonl.models.build import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Two classes (a bright square moving right or left), 6 training and 2 validation videos each."""
+    root = tmp_path_factory.mktemp("moving")
+    lists = {"train": [], "val": []}
+    for label, direction in enumerate((1, -1)):
+        for number in range(8):
+            frames = np.full((20, 40, 48, 3), 30, np.uint8)
+            for t in range(20):
+                left = 20 + direction * (t - 10)
+                frames[t, 12:28, left:left + 10] = 220
+            name = f"{label}_{number}.mp4"
+            encode_h264(root / name, frames, Fraction(10))
+            lists["train" if number < 6 else "val"].append(f"{name} {label}\n")
+    for split, lines in lists.items():
+        (root / f"{split}.csv").write_text("".join(lines))
+    (root / "classes.json").write_text(json.dumps({"right": 0, "left": 1}))
+    return root
+
+
+def tiny(data_dir, output_dir, *overrides) -> list:
+    """train_net arguments: the demo config at toy size on `data_dir`, CPU, deterministic, no workers."""
+    return ["--cfg", DEMO_CFG,
+            "DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(output_dir), "DEVICE", "cpu",
+            "MODEL.NUM_CLASSES", "2", "RESNET.WIDTH", "4", "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "3",
+            "DATA.TRAIN_JITTER_SCALES", "[32, 36]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+            "TEST.NUM_CLIPS", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_BATCH_SIZE", "2",
+            "SOLVER.MAX_ITER", "6", "SOLVER.WARMUP_ITERS", "2", "TRAIN.CHECKPOINT_PERIOD", "2",
+            "TRAIN.CHECKPOINT_KEEP", "2", "TRAIN.EVAL_PERIOD", "3", "TRAIN.LOG_PERIOD", "2",
+            "TRAIN.PRECISE_BN_BATCHES", "2", "TRAIN.DETERMINISTIC", "True", *overrides]
+
+
+def final_weights(output_dir, iteration) -> dict:
+    return load_checkpoint(str(Path(output_dir) / "checkpoints" / f"iter_{iteration:07d}.pth"))["model"]
+
+
+def assert_same_weights(actual: dict, expected: dict, **tolerance) -> None:
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], msg=key, **tolerance)
+
+
+def test_training_then_testing_writes_every_output(data_dir, tmp_path):
+    results = train_net.main(tiny(data_dir, tmp_path))
+
+    checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert checkpoints == ["iter_0000004.pth", "iter_0000006.pth"]  # CHECKPOINT_KEEP 2 of 2, 4, 6
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["iter"]) for r in records] == [("train", 2), ("val", 3), ("train", 4), ("train", 6),
+                                                         ("val", 6)]
+    assert {"loss", "lr", "clips_per_s", "data_time", "compute_time"} <= records[0].keys()
+    for name in ("config.yaml", "log.txt", "training_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    test_dir = tmp_path / "test" / "iter_0000006"
+    for name in ("predictions.csv", "per_class.csv", "summary.json", "per_class_accuracy.png",
+                 "confusion_matrix.png"):
+        assert (test_dir / name).stat().st_size > 0, name
+    assert results["videos"] == 4 and results["views_per_video"] == 2
+    assert json.loads((test_dir / "summary.json").read_text())["top1"] == results["top1"]
+    # The documented evaluation command reproduces the test from the checkpoint alone.
+    again = train_net.main(tiny(data_dir, tmp_path / "eval_only", "TRAIN.ENABLE", "False",
+                                "TEST.CHECKPOINT", str(tmp_path / "checkpoints" / "iter_0000006.pth")))
+    assert again["top1"] == results["top1"] and again["top5"] == results["top5"]
+
+
+def test_run_killed_mid_training_resumes_to_the_uninterrupted_weights(data_dir, tmp_path):
+    steps = ["SOLVER.MAX_ITER", "40", "TRAIN.CHECKPOINT_PERIOD", "3", "TRAIN.CHECKPOINT_KEEP", "0",
+             "TRAIN.EVAL_PERIOD", "9", "TEST.ENABLE", "False"]
+    train_net.main(tiny(data_dir, tmp_path / "uninterrupted", *steps))
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, str(ROOT / "train_net.py"), *tiny(data_dir, killed, *steps)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = killed / "checkpoints" / "iter_0000003.pth"
+    while not first.exists() and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = sorted(os.listdir(killed / "checkpoints"))
+    assert "iter_0000040.pth" not in written, "the run ended before it was killed"
+
+    train_net.main(tiny(data_dir, killed, *steps))
+    assert_same_weights(final_weights(killed, 40), final_weights(tmp_path / "uninterrupted", 40), rtol=0, atol=0)
+
+
+def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_batch(data_dir, tmp_path):
+    same_function = ["SOLVER.MAX_ITER", "4", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
+                     "BN.FROZEN", "True", "MODEL.DROPOUT", "0.0"]
+    train_net.main(tiny(data_dir, tmp_path / "one", *same_function, "DATALOADER.TRAIN_BATCH_SIZE", "4"))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(29500 + os.getpid() % 1000), str(ROOT / "train_net.py"),
+               *tiny(data_dir, tmp_path / "two", *same_function, "DATALOADER.TRAIN_BATCH_SIZE", "2")]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # Same clips, same augmentation; only the order of float additions differs (DDP averages two means).
+    assert_same_weights(final_weights(tmp_path / "two", 4), final_weights(tmp_path / "one", 4), rtol=1e-4, atol=1e-6)
+
+
+def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last_checkpoint(data_dir, tmp_path):
+    args = tiny(data_dir, tmp_path, "SOLVER.BASE_LR", "1e30", "SOLVER.WARMUP_ITERS", "0",
+                "TRAIN.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "20")
+    with pytest.raises(NonFiniteLossError) as error:
+        train_net.main(args)
+    message = str(error.value)
+    iteration = int(message.split("at iteration ")[1].split()[0])
+    assert "LR 1e+30" in message and str(data_dir) in message and ".mp4" in message
+    written = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert written == [f"iter_{iteration:07d}.pth"][:iteration] or written[-1] == f"iter_{iteration:07d}.pth"
+    assert f"Newest good checkpoint: {tmp_path / 'checkpoints' / written[-1]}" in message if written else True
+
+
+def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_classifier(data_dir, tmp_path):
+    source_cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4"])  # the demo's 8 classes
+    source = build_model(source_cfg, init=False)
+    save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg)
+    train_net.main(tiny(data_dir, tmp_path / "run", "MODEL.INIT", str(tmp_path / "eight_classes.pth"),
+                        "SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
+                        "SOLVER.BASE_LR", "0.0"))
+    trained = final_weights(tmp_path / "run", 2)
+    assert trained["head.fc.weight"].shape == (2, source.head.fc.in_features)
+    torch.testing.assert_close(trained["res5.0.conv_b.weight"], source.res5[0].conv_b.weight)
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["DATA.TRAIN_CROP_SIZE", "40"], r"DATA.TRAIN_CROP_SIZE 40 is larger than .*DATA.TRAIN_JITTER_SCALES\[0\] 32"),
+    (["MODEL.NUM_CLASSES", "3"], r"MODEL.NUM_CLASSES 3 does not match the 2 classes of .*classes.json"),
+    (["NONLOCAL.FRAMES_PER_GROUP", "[0, 4, 0, 0]"], r"DATA.NUM_FRAMES 4 x DATA.TRAIN_CROP_SIZE 32: .*does not divide"),
+    (["SOLVER.STEPS", "[4, 2]"], r"SOLVER.STEPS \[4, 2\] must increase"),
+])
+def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir, tmp_path, overrides, named):
+    with pytest.raises(SystemExit, match=named):
+        train_net.main(tiny(data_dir, tmp_path, *overrides))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_labels_outside_the_class_count_are_named_with_their_list(data_dir, tmp_path):
+    (tmp_path / "data").mkdir()
+    for name in ("train.csv", "val.csv"):
+        lines = (data_dir / name).read_text().replace(" 1\n", " 7\n")
+        (tmp_path / "data" / name).write_text("".join(f"{data_dir}/{line}" for line in lines.splitlines(True)))
+    with pytest.raises(SystemExit, match=r"train.csv has labels in \[0, 7\], outside MODEL.NUM_CLASSES 2"):
+        train_net.main(tiny(tmp_path / "data", tmp_path / "run"))
+
+
+def test_help_points_at_the_config_reference(capsys):
+    with pytest.raises(SystemExit):
+        train_net.main(["--help"])
+    out = capsys.readouterr().out
+    assert "TRAIN.ENABLE" in out and "videonl/config.py" in out and "torchrun" in out
