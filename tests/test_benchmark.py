@@ -14,6 +14,7 @@ def test_nonlocal_benchmark_reports_each_implementation(capsys):
 # ------------------------------------------------------------------------------------------ model
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from helpers import CONFIGS  # noqa: E402
 from videonl.benchmark.model import OURS, build, comparison_note, pytorchvideo_counterpart  # noqa: E402
@@ -71,3 +72,12 @@ def test_a_model_without_counterpart_is_measured_alone(capsys):
     main(["model", "--cfg", str(CONFIGS / "i3d_r50_32x2.yaml"), *QUICK, "--frames", "8", "--size", "64", "--no-memory", *TINY])
     output = capsys.readouterr().out
     assert "counterpart  none" in output and list(table_rows(output)) == [OURS]
+
+
+def test_interleaved_takes_turns_and_reverses_the_order_every_other_round():
+    from videonl.benchmark.timing import interleaved
+
+    calls = []
+    medians = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, torch.device("cpu"),
+                          warmup=1, repeat=3)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and set(medians) == {"a", "b"}

@@ -53,18 +53,21 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
 
 def interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, warmup: int = 1,
                 repeat: int = 3) -> Dict[str, float]:
-    """Median seconds per call of each of `fns`, called in turn (a, b, a, b, ...).
+    """Median seconds per call of each of `fns`, called in turn, the order reversed every other round
+    (a, b, b, a, a, b, ...).
 
     Taking turns spreads a change in the load of a shared machine over every callable alike, so the
-    ratios of the medians hold where the medians themselves drift.
+    ratios of the medians hold where the medians themselves drift; reversing keeps any cost of coming
+    first or after another from falling on one callable only.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     _sync(device)
     times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
+    for round_ in range(repeat):
+        order = list(fns.items()) if round_ % 2 == 0 else list(fns.items())[::-1]
+        for name, fn in order:
             times[name].append(_seconds(fn, device))
     return {name: statistics.median(seconds) for name, seconds in times.items()}
 
