@@ -156,6 +156,7 @@ def timings(job: dict) -> Dict[str, dict]:
     device = torch.device(job["device"])
     clip, labels = clip_and_labels(job)
     one_clip = torch.zeros(1, *clip.shape[1:])
+    # Counted on fresh CPU models: the timed ones may be compiled, channels-last or on the GPU.
     macs = {name: flop_analysis(build(job, name).eval(), one_clip).total() * job["batch"] for name in job["models"]}
     train = interleaved({**{name: workload(job, name, "train", clip, labels) for name in job["models"]},
                          PEAK: matmul(job["peak_size"], job["device"])}, device, job["warmup"], job["steps"])
