@@ -196,7 +196,7 @@ def describe(job: dict, cfg, note: str) -> List[str]:
             f"{job['size']}; {job['device']}, {torch.get_num_threads()} threads, {job['precision']}, {layout}, "
             f"{'compiled' if cfg.TRAIN.COMPILE else 'eager'}",
             f"counterpart  {note}",
-            f"medians of {job['steps']} calls after {job['warmup']} warm-up, models in turn; a train step counts "
+            f"medians of {job['steps']} calls after {job['warmup']} warm-up, taken in turn; a train step counts "
             "3 forwards, FLOPs = 2 x multiply-adds"]
 
 
