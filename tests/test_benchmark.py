@@ -9,3 +9,76 @@ def test_nonlocal_benchmark_reports_each_implementation(capsys):
     assert plain[:3] == ["32f-res4", "1", "plain"] and fast[:3] == ["32f-res4", "1", "fast"]
     assert all(float(value) > 0 for value in plain[3:5] + fast[3:5])
     assert "vs plain:" in lines[2]
+
+
+# ------------------------------------------------------------------------------------------ model
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from helpers import CONFIGS  # noqa: E402
+from videonl.benchmark.model import OURS, build, comparison_note, pytorchvideo_counterpart  # noqa: E402
+from videonl.config import load_cfg  # noqa: E402
+
+TINY = ["RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
+QUICK = ["--frames", "4", "--size", "32", "--steps", "1", "--peak-size", "64"]
+
+
+def table_rows(output: str) -> dict:
+    """Model name -> its numbers, from the table's lines (the name may hold one space)."""
+    lines = output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    rows = {}
+    for line in lines[header + 1:]:
+        name = next((n for n in (OURS, "pytorchvideo c2d_r50", "pytorchvideo i3d_r50", "pytorchvideo slow_r50")
+                     if line.startswith(n + " ")), None)
+        if name:
+            rows[name] = [float(value.rstrip("%")) for value in line[len(name):].split()]
+    return rows
+
+
+def test_model_benchmark_prints_ours_and_pytorchvideos_rows_with_memory(capsys):
+    main(["model", "--cfg", str(CONFIGS / "i3d_r50_8x8.yaml"), *QUICK, *TINY])
+    output = capsys.readouterr().out
+    rows = table_rows(output)
+    assert set(rows) == {OURS, "pytorchvideo i3d_r50"}
+    # GMACs, train s, GFLOP/s, of peak, infer s, train MiB, infer MiB (the tiny model's GFLOP/s may round to 0)
+    assert all(len(values) == 7 and values[1] > 0 and values[4] > 0 for values in rows.values())
+    assert rows[OURS][0] == rows["pytorchvideo i3d_r50"][0]  # the same backbone: the same multiply-adds
+    assert "GFLOP/s (64 x 64 matmul)" in output and "theirs / ours: train step" in output
+
+
+@pytest.mark.parametrize("name", ["c2d_r50", "i3d_r50", "slow_r50"])
+def test_the_counterpart_is_pytorchvideos_model_of_the_same_backbone(name):
+    cfg_file = str(CONFIGS / f"{name}_8x8.yaml")
+    assert pytorchvideo_counterpart(load_cfg(cfg_file, TINY)) == name
+    job = {"cfg": cfg_file, "opts": TINY, "settings": [], "counterpart": name}
+    ours, theirs = build(job, OURS), build(job, f"pytorchvideo {name}")
+    assert sorted(p.shape for p in ours.parameters()) == sorted(p.shape for p in theirs.parameters())
+
+
+@pytest.mark.parametrize("config", ["i3d_r50_32x2.yaml", "i3d333_r50_32x2.yaml", "c2d_r50_32x2.yaml",
+                                    "i3d_r101_32x2.yaml"])
+def test_backbones_pytorchvideo_lacks_have_no_counterpart(config):
+    assert pytorchvideo_counterpart(load_cfg(str(CONFIGS / config))) is None
+
+
+def test_context_blocks_are_compared_with_the_plain_backbone_and_named():
+    cfg = load_cfg(str(CONFIGS / "nl_i3d_r50_8x8.yaml"))
+    assert pytorchvideo_counterpart(cfg) == "i3d_r50"
+    assert "plain backbone: ours adds 5 'nonlocal' context blocks" in comparison_note(cfg, "i3d_r50")
+
+
+def test_a_model_without_counterpart_is_measured_alone(capsys):
+    main(["model", "--cfg", str(CONFIGS / "i3d_r50_32x2.yaml"), *QUICK, "--frames", "8", "--size", "64", "--no-memory", *TINY])
+    output = capsys.readouterr().out
+    assert "counterpart  none" in output and list(table_rows(output)) == [OURS]
+
+
+def test_interleaved_takes_turns_and_reverses_the_order_every_other_round():
+    from videonl.benchmark.timing import interleaved
+
+    calls = []
+    medians = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, torch.device("cpu"),
+                          warmup=1, repeat=3)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and set(medians) == {"a", "b"}

@@ -5,7 +5,7 @@ import os
 import resource
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Mapping
 
 import torch
 
@@ -18,6 +18,13 @@ def _sync(device: torch.device) -> None:
 def _resident_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeat: int = 3) -> Dict[str, float]:
@@ -36,17 +43,33 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
     for _ in range(warmup):
         fn()
     _sync(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
+    times = [_seconds(fn, device) for _ in range(repeat)]
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": statistics.median(times), "peak_mib": max(0.0, peak_mib - start_mib)}
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, warmup: int = 1,
+                repeat: int = 3) -> Dict[str, float]:
+    """Median seconds per call of each of `fns`, called in turn, the order reversed every other round
+    (a, b, b, a, a, b, ...).
+
+    Taking turns spreads a change in the load of a shared machine over every callable alike, so the
+    ratios of the medians hold where the medians themselves drift; reversing keeps any cost of coming
+    first or after another from falling on one callable only.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    _sync(device)
+    times = {name: [] for name in fns}
+    for round_ in range(repeat):
+        order = list(fns.items()) if round_ % 2 == 0 else list(fns.items())[::-1]
+        for name, fn in order:
+            times[name].append(_seconds(fn, device))
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def _child(target, args, conn) -> None:

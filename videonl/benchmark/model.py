@@ -1,0 +1,258 @@
+"""`python -m videonl.benchmark model --cfg FILE`: our model against PyTorchVideo's, in one run.
+
+For our model built from the config, and for PyTorchVideo's model of the same backbone:
+  train step   forward, cross-entropy, backward and an SGD step (SOLVER's momentum and weight decay) in
+               train mode: the median of --steps steps after --warmup, the models taking turns step by step
+  inference    a forward in eval mode under `torch.inference_mode`, timed the same way
+  peak MiB     the peak memory of each, above the model and its input (one warm-up and one call): on the
+               CPU the growth of the peak resident size of a fresh process, on CUDA max_memory_allocated
+  GFLOP/s      the train step's FLOPs over its time, and that as a share of an fp32 matmul's rate
+               (--peak-size square matrices) timed in turn with the steps
+
+FLOPs: fvcore's multiply-adds of one forward (`videonl.flops`) times the batch; a train step counts as 3
+forwards (the backward as two); FLOP/s count 2 FLOPs per multiply-add, as a matmul's peak does.
+
+The counterpart is the PyTorchVideo hub builder (c2d_r50, i3d_r50, slow_r50) whose backbone equals the
+config's: the same keys as our config of it (configs/kinetics400/{name}_8x8.yaml) in every RESNET table
+but WIDTH, which the counterpart takes from the config (stem_dim_out), so reduced-width configs compare
+alike. Its head pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any
+--frames and --size fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
+difference named. A backbone that matches none (32-frame layouts, R101, 3x3x3 I3D, custom blocks) is
+measured alone.
+"""
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import load_cfg
+from ..engine.precision import autocast, grad_scaler
+from ..flops import flop_analysis
+from ..models import build_model
+from ..models.build import stage_blocks
+from ..models.registry import placement
+from .timing import interleaved, isolated, measure
+
+OURS = "videonl"
+COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
+COUNTERPART_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "kinetics400"
+# What makes two backbones the same network up to their width.
+BACKBONE_KEYS = ("RESNET.DEPTH", "RESNET.BLOCKS", "RESNET.STEM_TEMPORAL_KERNEL", "RESNET.STEM_TEMPORAL_STRIDE",
+                 "RESNET.POOL1_TEMPORAL_KERNEL", "RESNET.POOL1_TEMPORAL_STRIDE", "RESNET.POOL2_TEMPORAL_KERNEL",
+                 "RESNET.POOL2_TEMPORAL_STRIDE", "RESNET.TEMPORAL_KERNEL_A", "RESNET.TEMPORAL_KERNEL_B",
+                 "DATA.INPUT_CHANNELS", "BN.FROZEN")
+PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}  # --precision -> TRAIN.MIXED_PRECISION
+PEAK = "fp32 matmul"
+
+
+def backbone(cfg) -> tuple:
+    return tuple(functools.reduce(getattr, key.split("."), cfg) for key in BACKBONE_KEYS)
+
+
+def pytorchvideo_counterpart(cfg) -> Optional[str]:
+    """The hub builder whose backbone is the config's (see the module doc), or None."""
+    for name in COUNTERPARTS:
+        if backbone(load_cfg(str(COUNTERPART_CONFIGS / f"{name}_8x8.yaml"))) == backbone(cfg):
+            return name
+    return None
+
+
+def comparison_note(cfg, counterpart: Optional[str]) -> str:
+    if counterpart is None:
+        return "none: the backbone matches none of " + ", ".join(COUNTERPARTS) + "; ours is measured alone"
+    context_blocks = len(placement(cfg, stage_blocks(cfg)))
+    if context_blocks:
+        return (f"pytorchvideo {counterpart}, the plain backbone: ours adds {context_blocks} "
+                f"'{cfg.CONTEXT.BLOCK}' context blocks")
+    return f"pytorchvideo {counterpart}, the same backbone"
+
+
+def job_cfg(job: dict):
+    """The config with the user's overrides, then the command's options (`job_from_args`)."""
+    return load_cfg(job["cfg"], job["opts"] + job["settings"])
+
+
+def build(job: dict, name: str) -> nn.Module:
+    """Our model (`name` OURS) or the counterpart, on the CPU, with fresh weights."""
+    cfg = job_cfg(job)
+    if name == OURS:
+        return build_model(cfg, init=False)
+    from pytorchvideo.models import hub
+
+    return getattr(hub, job["counterpart"])(
+        pretrained=False, input_channel=cfg.DATA.INPUT_CHANNELS, stem_dim_out=cfg.RESNET.WIDTH,
+        model_num_class=cfg.MODEL.NUM_CLASSES, dropout_rate=cfg.MODEL.DROPOUT,
+        head_pool=nn.AdaptiveAvgPool3d, head_output_size=(1, 1, 1))
+
+
+def clip_and_labels(job: dict) -> tuple:
+    cfg = job_cfg(job)
+    shape = (job["batch"], cfg.DATA.INPUT_CHANNELS, job["frames"], job["size"], job["size"])
+    clip = torch.randn(shape, device=job["device"])
+    if cfg.TRAIN.CHANNELS_LAST:
+        clip = clip.contiguous(memory_format=torch.channels_last_3d)
+    return clip, torch.randint(cfg.MODEL.NUM_CLASSES, (job["batch"],), device=job["device"])
+
+
+def prepare(model: nn.Module, cfg, device: str) -> nn.Module:
+    """On the device, in the memory format and compiled as TRAIN.CHANNELS_LAST and TRAIN.COMPILE say."""
+    model = model.to(device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return torch.compile(model) if cfg.TRAIN.COMPILE else model
+
+
+def train_step(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, cfg) -> Callable[[], None]:
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    scaler = grad_scaler(cfg, clip.device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(cfg, clip.device):
+            loss = F.cross_entropy(model(clip), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def inference(model: nn.Module, clip: torch.Tensor, cfg) -> Callable[[], None]:
+    def forward():
+        with torch.inference_mode(), autocast(cfg, clip.device):
+            model(clip)
+
+    return forward
+
+
+def workload(job: dict, name: str, mode: str, clip: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
+    """The callable that `mode` ("train" or "inference") times for model `name`."""
+    cfg = job_cfg(job)
+    model = prepare(build(job, name), cfg, job["device"]).train(mode == "train")
+    return train_step(model, clip, labels, cfg) if mode == "train" else inference(model, clip, cfg)
+
+
+def peak_memory(job: dict, name: str, mode: str) -> float:
+    """Peak MiB of one model and mode; a module-level function for `isolated`."""
+    clip, labels = clip_and_labels(job)
+    run = workload(job, name, mode, clip, labels)
+    return measure(run, torch.device(job["device"]), warmup=1, repeat=1)["peak_mib"]
+
+
+def matmul(size: int, device: str) -> Callable[[], None]:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    return lambda: torch.mm(a, b)
+
+
+def timings(job: dict) -> Dict[str, dict]:
+    """Per model: multiply-adds of a forward, train-step and inference seconds; and the matmul's GFLOP/s."""
+    device = torch.device(job["device"])
+    clip, labels = clip_and_labels(job)
+    one_clip = torch.zeros(1, *clip.shape[1:])
+    # Counted on fresh CPU models: the timed ones may be compiled, channels-last or on the GPU.
+    macs = {name: flop_analysis(build(job, name).eval(), one_clip).total() * job["batch"] for name in job["models"]}
+    train = interleaved({**{name: workload(job, name, "train", clip, labels) for name in job["models"]},
+                         PEAK: matmul(job["peak_size"], job["device"])}, device, job["warmup"], job["steps"])
+    infer = interleaved({name: workload(job, name, "inference", clip, labels) for name in job["models"]},
+                        device, job["warmup"], job["steps"])
+    rows = {name: {"macs": macs[name], "train_s": train[name], "inference_s": infer[name]} for name in job["models"]}
+    return {"rows": rows, "peak_gflops": 2 * job["peak_size"] ** 3 / train[PEAK] / 1e9}
+
+
+def memory(job: dict) -> Dict[str, Dict[str, float]]:
+    """Per model, the peak MiB of each mode: on the CPU each in a fresh process (a resident peak never falls)."""
+    measure_peak = functools.partial(isolated, peak_memory) if job["device"] == "cpu" else peak_memory
+    return {name: {mode: measure_peak(job, name, mode) for mode in ("train", "inference")} for name in job["models"]}
+
+
+def format_table(rows: Dict[str, dict], peak_gflops: float, peaks: Optional[Dict[str, dict]]) -> List[str]:
+    header = f"{'model':24s}{'GMACs fwd':>10s}{'train s':>10s}{'GFLOP/s':>9s}{'of peak':>9s}{'infer s':>10s}"
+    header += f"{'train MiB':>11s}{'infer MiB':>11s}" if peaks else ""
+    lines = [header]
+    for name, row in rows.items():
+        gflops = 2 * 3 * row["macs"] / row["train_s"] / 1e9
+        line = (f"{name:24s}{row['macs'] / 1e9:10.2f}{row['train_s']:10.3f}{gflops:9.1f}{gflops / peak_gflops:9.1%}"
+                f"{row['inference_s']:10.3f}")
+        line += f"{peaks[name]['train']:11.0f}{peaks[name]['inference']:11.0f}" if peaks else ""
+        lines.append(line)
+    if len(rows) == 2:
+        ours, theirs = rows.values()
+        lines.append(f"time, theirs / ours: train step {theirs['train_s'] / ours['train_s']:.2f}x, "
+                     f"inference {theirs['inference_s'] / ours['inference_s']:.2f}x (above 1: ours is faster)")
+    return lines
+
+
+def describe(job: dict, cfg, note: str) -> List[str]:
+    layout = "channels-last-3d" if cfg.TRAIN.CHANNELS_LAST else "contiguous"
+    return [f"config       {job['cfg']} {' '.join(job['opts'])}".rstrip(),
+            f"input        {job['batch']} x {cfg.DATA.INPUT_CHANNELS} x {job['frames']} x {job['size']} x "
+            f"{job['size']}; {job['device']}, {torch.get_num_threads()} threads, {job['precision']}, {layout}, "
+            f"{'compiled' if cfg.TRAIN.COMPILE else 'eager'}",
+            f"counterpart  {note}",
+            f"medians of {job['steps']} calls after {job['warmup']} warm-up, taken in turn; a train step counts "
+            "3 forwards, FLOPs = 2 x multiply-adds"]
+
+
+def precision_warning(precision: str, device: str) -> Optional[str]:
+    if device != "cpu" or precision == "fp32":
+        return None
+    return (f"warning: {precision} autocast on the CPU ran 25-100x slower than fp32 on the development machine "
+            "(see videonl/engine/precision.py); expect a long run")
+
+
+def job_from_args(args: argparse.Namespace) -> dict:
+    """Plain data for the measuring processes: the options become config overrides."""
+    settings = ["TRAIN.MIXED_PRECISION", PRECISIONS[args.precision], "TRAIN.CHANNELS_LAST", str(args.channels_last),
+                "TRAIN.COMPILE", str(args.compile)]
+    cfg = load_cfg(args.cfg, list(args.opts) + settings)
+    counterpart = pytorchvideo_counterpart(cfg)
+    return {"cfg": args.cfg, "opts": list(args.opts), "settings": settings, "counterpart": counterpart,
+            "models": [OURS] + ([f"pytorchvideo {counterpart}"] if counterpart else []),
+            "batch": args.batch, "frames": args.frames or cfg.DATA.NUM_FRAMES, "size": args.size or
+            cfg.DATA.TRAIN_CROP_SIZE, "device": args.device, "precision": args.precision, "steps": args.steps,
+            "warmup": args.warmup, "peak_size": args.peak_size}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    warning = precision_warning(args.precision, args.device)
+    if warning:
+        print(warning, file=sys.stderr)
+    job = job_from_args(args)
+    cfg = job_cfg(job)
+    print("\n".join(describe(job, cfg, comparison_note(cfg, job["counterpart"]))), flush=True)
+    measured = timings(job)
+    print(f"fp32 peak    {measured['peak_gflops']:.1f} GFLOP/s ({args.peak_size} x {args.peak_size} matmul)")
+    peaks = memory(job) if args.memory else None
+    print("\n".join(format_table(measured["rows"], measured["peak_gflops"], peaks)))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("model", help="train step and inference: our model against PyTorchVideo's",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg", required=True, help="config YAML file of our model")
+    parser.add_argument("--batch", type=int, default=1, help="clips per step")
+    parser.add_argument("--frames", type=int, help="frames per clip (default: DATA.NUM_FRAMES)")
+    parser.add_argument("--size", type=int, help="clip height and width (default: DATA.TRAIN_CROP_SIZE)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
+                        help="autocast dtype (sets TRAIN.MIXED_PRECISION; fp16 adds a grad scaler)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last-3d model and input (sets TRAIN.CHANNELS_LAST)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (sets TRAIN.COMPILE)")
+    parser.add_argument("--steps", type=int, default=5, help="timed calls per figure (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
+    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed for the peak")
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure peak memory (on the CPU: 4 fresh processes of one warm-up and one call each)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    parser.set_defaults(run=run)
