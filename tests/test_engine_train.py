@@ -3,6 +3,7 @@ bad states and configs that cannot work."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,11 @@ import torch
 
 import train_net
 from data_prep.common import encode_h264
-from videonl.engine.train import NonFiniteLossError
-from videonl.models.weights import load_checkpoint, save_checkpoint
 from videonl.config import load_cfg
+from videonl.engine.checkpoint import CheckpointManager
+from videonl.engine.train import NonFiniteError
 from videonl.models.build import build_model
+from videonl.models.weights import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
@@ -123,16 +125,18 @@ def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_
 
 
 def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last_checkpoint(data_dir, tmp_path):
-    args = tiny(data_dir, tmp_path, "SOLVER.BASE_LR", "1e30", "SOLVER.WARMUP_ITERS", "0",
-                "TRAIN.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "20")
-    with pytest.raises(NonFiniteLossError) as error:
+    args = tiny(data_dir, tmp_path, "SOLVER.BASE_LR", "1e30", "SOLVER.REFERENCE_BATCH_SIZE", "2",
+                "SOLVER.WARMUP_ITERS", "0", "TRAIN.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "20")
+    with pytest.raises(NonFiniteError) as error:
         train_net.main(args)
     message = str(error.value)
-    iteration = int(message.split("at iteration ")[1].split()[0])
-    assert "LR 1e+30" in message and str(data_dir) in message and ".mp4" in message
-    written = sorted(os.listdir(tmp_path / "checkpoints"))
-    assert written == [f"iter_{iteration:07d}.pth"][:iteration] or written[-1] == f"iter_{iteration:07d}.pth"
-    assert f"Newest good checkpoint: {tmp_path / 'checkpoints' / written[-1]}" in message if written else True
+    iteration = int(re.search(r"at iteration (\d+)", message).group(1))
+    videos = re.search(r"Videos of this process's batch: (.*)\. Newest", message).group(1).split(", ")
+    assert "(LR 1e+30)" in message and len(videos) == 2 and all(v.startswith(str(data_dir)) for v in videos)
+    newest = CheckpointManager(str(tmp_path)).latest()
+    assert iteration >= 1 and newest.endswith(f"iter_{iteration:07d}.pth")  # every finished step was saved
+    assert f"Newest good checkpoint: {newest}" in message
+    assert all(torch.isfinite(value).all() for value in load_checkpoint(newest)["model"].values())
 
 
 def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_classifier(data_dir, tmp_path):

@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 PRECISE_BN_EPOCH = 10 ** 6  # sampler epochs from here on feed precise BN, never the training batches
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the iteration, the LR and the batch's videos."""
+class NonFiniteError(RuntimeError):
+    """The loss or the weights became NaN or infinite; the message names the iteration, the LR and (for the
+    loss) the batch's videos. No checkpoint is written after it, so the newest one is the last good state."""
 
 
 def train(cfg, device: torch.device) -> nn.Module:
@@ -139,7 +140,7 @@ class TrainingLoop:
             loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())
         if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(self._non_finite_message(mean_loss, iteration, lr, batch))
+            raise NonFiniteError(self._non_finite_message(mean_loss, iteration, lr, batch))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.TRAIN.CLIP_GRAD_NORM > 0:
@@ -171,10 +172,19 @@ class TrainingLoop:
         if last or (cfg.TRAIN.EVAL_PERIOD and done % cfg.TRAIN.EVAL_PERIOD == 0):
             self.validate(done)
         if last or done % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
+            self._check_weights_finite(done)
             states = distributed.all_gather_objects(rng_state())
             if distributed.is_main_process():
                 self.checkpoints.save(done, self.model, cfg, self.optimizer, self.scaler, states)
             distributed.barrier()
+
+    def _check_weights_finite(self, done: int) -> None:
+        """A finite loss can still come with an infinite step: never save weights that are not all finite."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            lr = learning_rate(self.cfg, done - 1, self.global_batch)
+            raise NonFiniteError(f"weights are not finite after iteration {done - 1} (LR {lr:g}); training stopped "
+                                 f"without saving them. Newest good checkpoint: "
+                                 f"{self.checkpoints.latest() or 'none yet'}")
 
     def _log(self, done: int, bar: tqdm) -> None:
         losses, data_times, compute_times = zip(*self.window)

@@ -1,0 +1,60 @@
+"""Runs side by side: `python -m videonl.compare OUTPUT_DIR [OUTPUT_DIR ...]`.
+
+For every run folder written by train_net.py: the model (its config's block and backbone), the newest test
+results (test/<weights>/summary.json: video-level top-1 / top-5 and mean class accuracy, with the clip-level
+top-1 labelled apart) and where its pictures are.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+from typing import List
+
+PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png")
+
+
+def newest_test(run_dir: str) -> str:
+    """The test folder of the run's newest tested weights ('' when the run was never tested)."""
+    summaries = glob.glob(os.path.join(run_dir, "test", "*", "summary.json"))
+    return os.path.dirname(max(summaries, key=os.path.getmtime)) if summaries else ""
+
+
+def run_row(run_dir: str) -> dict:
+    test_dir = newest_test(run_dir)
+    if not test_dir:
+        raise SystemExit(f"error: {run_dir} has no test results (test/*/summary.json); run train_net.py with "
+                         "TEST.ENABLE True first")
+    with open(os.path.join(test_dir, "summary.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    pictures = [os.path.join(run_dir, PICTURES[0])] + [os.path.join(test_dir, name) for name in PICTURES[1:]]
+    return {"run": run_dir, "weights": os.path.basename(test_dir), **metrics,
+            "pictures": [path for path in pictures if os.path.isfile(path)]}
+
+
+def format_rows(rows: List[dict]) -> str:
+    header = ("run", "video top-1", "video top-5", "mean class", "clip top-1", "views", "failed")
+    table = [header] + [(row["run"], f"{row['top1']:.2f}", f"{row['top5']:.2f}",
+                         f"{row['mean_class_accuracy']:.2f}", f"{row['clip_top1']:.2f}",
+                         str(row["views_per_video"]), f"{row['failed']}/{row['videos']}") for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines.append("(accuracies in %; video level = softmax averaged over the views; clip top-1 = each view alone)")
+    for row in rows:
+        lines.append(f"{row['run']} ({row['weights']}): " + ", ".join(row["pictures"]))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> List[dict]:
+    parser = argparse.ArgumentParser(prog="python -m videonl.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="OUTPUT_DIR", help="run folders of train_net.py")
+    rows = [run_row(run) for run in parser.parse_args(argv).runs]
+    print(format_rows(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
