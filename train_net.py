@@ -18,7 +18,6 @@ import argparse
 import logging
 import os
 import random
-import sys
 
 import numpy as np
 import torch

@@ -126,7 +126,8 @@ def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_
 
 def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last_checkpoint(data_dir, tmp_path):
     args = tiny(data_dir, tmp_path, "SOLVER.BASE_LR", "1e30", "SOLVER.REFERENCE_BATCH_SIZE", "2",
-                "SOLVER.WARMUP_ITERS", "0", "TRAIN.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "20")
+                "SOLVER.LR_POLICY", "steps", "SOLVER.WARMUP_ITERS", "0", "TRAIN.CHECKPOINT_PERIOD", "1",
+                "SOLVER.MAX_ITER", "20")
     with pytest.raises(NonFiniteError) as error:
         train_net.main(args)
     message = str(error.value)
