@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_SOURCE := data/demo_source
 DEMO_NL := output/demo/nl_i3d
-DEMO_CHECKPOINT := $(DEMO_NL)/checkpoints/iter_0001000.pth
+DEMO_CHECKPOINT := $(DEMO_NL)/checkpoints/iter_0001500.pth
 
 .PHONY: demo test venv clean
 

@@ -64,11 +64,11 @@ def render(class_name: str, seed: int, height: int, width: int, num_frames: int,
     (dx, dy), spin, growth = CLASSES[class_name]
     background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     colour = SHAPE_COLOURS[rng.integers(len(SHAPE_COLOURS))]
-    sides = int(rng.integers(3, 6))
+    sides = int(rng.integers(3, 5))
     speed = size * rng.uniform(0.12, 0.16) / fps  # pixels per frame: the shape crosses about half the frame
-    # Radians per frame: slow enough that a 3- to 5-sided shape sampled every 4th or 5th frame turns by
-    # less than half its symmetry angle, so the direction of turn stays visible.
-    turn = spin * rng.uniform(0.25, 0.5) * np.pi / fps
+    # Radians per frame: a triangle or square sampled every 4th or 5th frame turns by a clear angle, yet by
+    # less than half its symmetry angle (45 degrees for a square), so the direction of turn stays visible.
+    turn = spin * rng.uniform(0.4, 0.7) * np.pi / fps
     scale_rate = np.exp(growth * rng.uniform(0.15, 0.25) / fps)
     radius = size * rng.uniform(0.11, 0.16) / (scale_rate ** num_frames if growth < 0 else 1)
     largest = radius * max(1.0, scale_rate ** num_frames)
