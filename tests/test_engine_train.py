@@ -178,3 +178,20 @@ def test_help_points_at_the_config_reference(capsys):
         train_net.main(["--help"])
     out = capsys.readouterr().out
     assert "TRAIN.ENABLE" in out and "videonl/config.py" in out and "torchrun" in out
+
+
+def test_evaluation_command_reads_a_caffe2_pkl_as_it_reads_our_checkpoint(data_dir, tmp_path):
+    from test_convert import caffe2_blobs, write_pickle  # the Caffe2 naming, written by the converter's tests
+
+    plain = ["CONTEXT.BLOCK", "", "CONTEXT.RES3", "[]", "CONTEXT.RES4", "[]"]
+    cfg = load_cfg(DEMO_CFG, [*tiny(data_dir, tmp_path)[2:], *plain])
+    model = build_model(cfg, init=False)
+    save_checkpoint(str(tmp_path / "ours.pth"), model, cfg)
+    pkl = write_pickle(tmp_path / "caffe2.pkl", {"blobs": caffe2_blobs(model)})
+    results = [train_net.main(tiny(data_dir, tmp_path / name, *plain, "TRAIN.ENABLE", "False", "TEST.CHECKPOINT",
+                                   weights)) for name, weights in (("ours", str(tmp_path / "ours.pth")), ("c2", pkl))]
+    assert {k: results[0][k] for k in ("top1", "top5", "clip_top1")} == \
+        {k: results[1][k] for k in ("top1", "top5", "clip_top1")}
+    predictions = [(tmp_path / name / "test" / stem / "predictions.csv").read_text()
+                   for name, stem in (("ours", "ours"), ("c2", "caffe2"))]
+    assert predictions[0] == predictions[1]
