@@ -21,7 +21,7 @@ from ..models import build_model
 from ..models.context.global_context import GlobalContext
 from ..models.context.non_local import NonLocal, to_windows
 from ..models.registry import context_block_class, context_block_names
-from ..models.weights import CheckpointError, load_checkpoint, load_state_dict_checked
+from ..models.weights import CheckpointError, load_weights
 
 
 Window = Tuple[int, int, int]
@@ -34,17 +34,15 @@ SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")
 def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> nn.Module:
     """The config's model with a checkpoint's weights, in eval mode; weights that do not fit fail by name.
 
-    Only the checkpoint's "model" entry is read; optimizer state and other entries are ignored.
+    Any format the evaluation command reads (`weights.load_weights`); of our training checkpoints only the
+    "model" entry is read, the optimiser state and other entries are ignored.
     """
     model = build_model(cfg, init=False)
-    does_not_fit = f"{checkpoint} does not fit the config's model (is it the config it was trained with?)"
     try:
-        report = load_state_dict_checked(model, load_checkpoint(checkpoint)["model"])
+        load_weights(model, checkpoint, depth=cfg.RESNET.DEPTH)
     except CheckpointError as error:
-        raise CheckpointError(f"{does_not_fit}: {error}") from error
-    if report.missing or report.unexpected:
-        raise CheckpointError(f"{does_not_fit}: {len(report.missing)} weights missing ({', '.join(report.missing[:5])}), "
-                              f"{len(report.unexpected)} unexpected ({', '.join(report.unexpected[:5])})")
+        raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
+                              f"with?): {error}") from error
     return model.to(device or select_device(cfg.DEVICE)).eval()
 
 

@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import load_cfg
-from ..engine.precision import autocast, grad_scaler
+from ..data.loader import model_input
+from ..engine.optim import build_optimizer
+from ..engine.runtime import autocast, compiled, grad_scaler, place_model
 from ..flops import flop_analysis
 from ..models import build_model
 from ..models.build import stage_blocks
@@ -94,23 +96,12 @@ def build(job: dict, name: str) -> nn.Module:
 def clip_and_labels(job: dict) -> tuple:
     cfg = job_cfg(job)
     shape = (job["batch"], cfg.DATA.INPUT_CHANNELS, job["frames"], job["size"], job["size"])
-    clip = torch.randn(shape, device=job["device"])
-    if cfg.TRAIN.CHANNELS_LAST:
-        clip = clip.contiguous(memory_format=torch.channels_last_3d)
+    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]))
     return clip, torch.randint(cfg.MODEL.NUM_CLASSES, (job["batch"],), device=job["device"])
 
 
-def prepare(model: nn.Module, cfg, device: str) -> nn.Module:
-    """On the device, in the memory format and compiled as TRAIN.CHANNELS_LAST and TRAIN.COMPILE say."""
-    model = model.to(device)
-    if cfg.TRAIN.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last_3d)
-    return torch.compile(model) if cfg.TRAIN.COMPILE else model
-
-
 def train_step(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, cfg) -> Callable[[], None]:
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
-                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    optimizer = build_optimizer(model, cfg)
     scaler = grad_scaler(cfg, clip.device)
 
     def step():
@@ -135,7 +126,7 @@ def inference(model: nn.Module, clip: torch.Tensor, cfg) -> Callable[[], None]:
 def workload(job: dict, name: str, mode: str, clip: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
     """The callable that `mode` ("train" or "inference") times for model `name`."""
     cfg = job_cfg(job)
-    model = prepare(build(job, name), cfg, job["device"]).train(mode == "train")
+    model = compiled(place_model(build(job, name), cfg, torch.device(job["device"])), cfg).train(mode == "train")
     return train_step(model, clip, labels, cfg) if mode == "train" else inference(model, clip, cfg)
 
 
@@ -204,7 +195,7 @@ def precision_warning(precision: str, device: str) -> Optional[str]:
     if device != "cpu" or precision == "fp32":
         return None
     return (f"warning: {precision} autocast on the CPU ran 25-100x slower than fp32 on the development machine "
-            "(see videonl/engine/precision.py); expect a long run")
+            "(see videonl/engine/runtime.py); expect a long run")
 
 
 def job_from_args(args: argparse.Namespace) -> dict:

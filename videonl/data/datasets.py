@@ -48,6 +48,11 @@ def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> L
     return records
 
 
+def labels_outside(records: List[VideoRecord], num_classes: int) -> List[VideoRecord]:
+    """The records whose label is not a class index 0..num_classes - 1."""
+    return [record for record in records if not 0 <= record.label < num_classes]
+
+
 _REPORTED_PATHS = set()
 
 

@@ -159,9 +159,12 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
 
 
 def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
-    """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE)."""
+    """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE),
+    in the model's memory format (channels-last-3d with TRAIN.CHANNELS_LAST)."""
     clips = clips.to(device, non_blocking=True)
-    return normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD) if clips.dtype == torch.uint8 else clips
+    if clips.dtype == torch.uint8:
+        clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD)
+    return clips.contiguous(memory_format=torch.channels_last_3d) if cfg.TRAIN.CHANNELS_LAST else clips
 
 
 def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:

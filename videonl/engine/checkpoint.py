@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from videonl.models.weights import load_checkpoint, save_checkpoint
+from videonl.models.weights import save_checkpoint
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"iter_(\d+)\.pth$")
@@ -25,7 +25,7 @@ _NAME = re.compile(r"iter_(\d+)\.pth$")
 def rng_state() -> dict:
     """This process's Python, numpy and torch RNG states, as tensors and plain data (weights-only loadable)."""
     state = {
-        "python": _python_state_as_tensor(),
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
         "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
         "numpy_pos": np.random.get_state()[2],
         "torch": torch.get_rng_state(),
@@ -41,10 +41,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-def _python_state_as_tensor() -> torch.Tensor:
-    return torch.tensor(random.getstate()[1], dtype=torch.int64)
 
 
 class CheckpointManager:
@@ -79,7 +75,3 @@ class CheckpointManager:
             return
         for path in self.existing()[:-self.keep]:
             os.remove(path)
-
-    @staticmethod
-    def load(path: str) -> dict:
-        return load_checkpoint(path)

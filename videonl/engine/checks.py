@@ -7,10 +7,10 @@ from typing import List
 import torch
 
 from videonl.config import ConfigError
-from videonl.data.datasets import read_video_list
+from videonl.data.datasets import labels_outside, read_video_list
 from videonl.data.loader import list_file
 from videonl.engine.optim import POLICIES
-from videonl.engine.precision import PRECISIONS
+from videonl.engine.runtime import PRECISIONS
 from videonl.models.build import build_model
 
 
@@ -88,10 +88,12 @@ def _label_problems(cfg, splits: List[str]) -> List[str]:
             problems.append(f"list file {path} not found (DATA.PATH_TO_DATA_DIR, DATA.TRAIN_SPLIT / VAL_SPLIT, "
                             "TEST.SPLIT)")
             continue
-        labels = [record.label for record in read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)]
-        if not labels:
+        records = read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
+        outside = sorted({record.label for record in labels_outside(records, classes)})
+        if not records:
             problems.append(f"list file {path} holds no videos")
-        elif max(labels) >= classes or min(labels) < 0:
+        elif outside:
+            labels = [record.label for record in records]
             problems.append(f"{path} has labels in [{min(labels)}, {max(labels)}], outside MODEL.NUM_CLASSES "
-                            f"{classes} (labels 0..{classes - 1})")
+                            f"{classes} (labels 0..{classes - 1}): {outside[:5]}")
     return problems

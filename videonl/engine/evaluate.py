@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videonl.data.datasets import labels_outside
 from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
 from videonl.engine import distributed, plots
-from videonl.engine.precision import autocast
+from videonl.engine.runtime import autocast
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +245,6 @@ def view_probabilities(model: torch.nn.Module, views: torch.Tensor, cfg, device:
     """
     outputs = []
     for chunk in view_batches(views, cfg, device):
-        if cfg.TRAIN.CHANNELS_LAST:
-            chunk = chunk.contiguous(memory_format=torch.channels_last_3d)
         with autocast(cfg, device):
             logits = model(chunk)
         outputs.append(logits.float().softmax(dim=-1).cpu())
@@ -265,10 +264,9 @@ def score_batch(model: torch.nn.Module, batch: dict, records, cfg, device: torch
 
 
 def _check_labels(dataset, num_classes: int, list_path: str) -> None:
-    for record in dataset.records:
-        if not 0 <= record.label < num_classes:
-            raise ValueError(f"{list_path}: label {record.label} of {record.path} is outside 0..{num_classes - 1}"
-                             f" (MODEL.NUM_CLASSES {num_classes})")
+    for record in labels_outside(dataset.records, num_classes)[:1]:
+        raise ValueError(f"{list_path}: label {record.label} of {record.path} is outside 0..{num_classes - 1}"
+                         f" (MODEL.NUM_CLASSES {num_classes})")
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:

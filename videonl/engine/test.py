@@ -9,6 +9,7 @@ from torch import nn
 
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.evaluate import evaluate, format_results
+from videonl.engine.runtime import place_model
 from videonl.models.build import build_model
 from videonl.models.weights import CheckpointError, load_weights
 
@@ -37,9 +38,7 @@ def test(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict
     else:
         model = build_model(cfg, init=False)
         load_weights(model, source, depth=cfg.RESNET.DEPTH)
-        model.to(device)
-        if cfg.TRAIN.CHANNELS_LAST:
-            model.to(memory_format=torch.channels_last_3d)
+        place_model(model, cfg, device)
     out_dir = os.path.join(cfg.OUTPUT_DIR, "test", os.path.splitext(os.path.basename(source))[0])
     logger.info("testing %s on %s (%d clips x %s crop per video); results in %s", source, cfg.TEST.SPLIT,
                 cfg.TEST.NUM_CLIPS, cfg.TEST.CROP, out_dir)

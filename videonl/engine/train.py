@@ -25,9 +25,9 @@ from videonl.engine.logging import MetricsWriter
 from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling, set_learning_rate
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
-from videonl.engine.precision import autocast, grad_scaler
+from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.models.build import build_model
-from videonl.models.weights import initialize
+from videonl.models.weights import initialize, load_checkpoint
 
 logger = logging.getLogger(__name__)
 PRECISE_BN_EPOCH = 10 ** 6  # sampler epochs from here on feed precise BN, never the training batches
@@ -59,15 +59,12 @@ def training_model(cfg, device: torch.device, initialise: bool) -> nn.Module:
         initialize(model, cfg.MODEL.INIT, depth=cfg.RESNET.DEPTH)
     if cfg.TRAIN.SYNC_BN and distributed.world_size() > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    if cfg.TRAIN.CHANNELS_LAST:
-        model.to(memory_format=torch.channels_last_3d)
-    return model
+    return place_model(model, cfg, device)
 
 
 def restore(path: str, model: nn.Module, optimizer, scaler) -> int:
     """Load a training checkpoint into the run; returns the iteration to continue from."""
-    state = CheckpointManager.load(path)
+    state = load_checkpoint(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
@@ -107,7 +104,7 @@ class TrainingLoop:
         if distributed.world_size() > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-        return torch.compile(model) if self.cfg.TRAIN.COMPILE else model
+        return compiled(model, self.cfg)
 
     def run(self, start: int) -> None:
         max_iter = self.cfg.SOLVER.MAX_ITER
@@ -134,8 +131,6 @@ class TrainingLoop:
         lr = learning_rate(cfg, iteration, self.global_batch)
         set_learning_rate(self.optimizer, lr)
         clips = model_input(batch["clip"], cfg, self.device)
-        if cfg.TRAIN.CHANNELS_LAST:
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
         with autocast(cfg, self.device):
             loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())

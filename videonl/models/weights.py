@@ -417,13 +417,15 @@ def initialize(model: nn.Module, init: str, depth: int = 50) -> LoadReport:
 
 
 def load_weights(model: nn.Module, path: str, depth: int = 50) -> None:
-    """Load every weight of `model` from `path` (any format `initialize` reads) for evaluation: nothing may be
-    missing or re-initialised, so a checkpoint for another model or class count fails, naming the keys."""
+    """Load every weight of `model` from `path` (any format `initialize` reads) for evaluation or analysis:
+    nothing may be missing, left over or re-initialised, so weights of another model or class count fail,
+    naming the keys."""
     state, _ = _initial_state(model, path, depth)
     report = load_state_dict_checked(model, state)
-    if report.missing:
-        raise CheckpointError(f"{path} does not provide {len(report.missing)} weights of the model: "
-                              f"{', '.join(report.missing)}")
+    if report.missing or report.unexpected:
+        raise CheckpointError(f"{path} does not fit the model: {len(report.missing)} weights missing "
+                              f"({', '.join(report.missing[:5])}), {len(report.unexpected)} without a place "
+                              f"({', '.join(report.unexpected[:5])})")
 
 
 def _without_other_classifier(model: nn.Module, state: Dict[str, torch.Tensor], init: str):
@@ -453,5 +455,6 @@ def _initial_state(model: nn.Module, init: str, depth: int):
     if isinstance(content, dict) and isinstance(content.get("model_state"), dict):
         return convert_pytorchvideo(content["model_state"])
     raise CheckpointError(
-        f"{init} is neither a videonl checkpoint, a torchvision 2D ResNet nor a PyTorchVideo checkpoint: found {_describe(content)}"
+        f"{init} is neither a videonl checkpoint, a torchvision 2D ResNet nor a PyTorchVideo checkpoint: "
+        f"found {_describe(content)}"
     )
