@@ -33,7 +33,8 @@ from videonl.engine.train import train
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="YAML config file (see configs/)")
+    parser.add_argument("--cfg", required=True, action="append",
+                        help="YAML config file (see configs/); repeat to compose, later files win")
     parser.add_argument("--show-config", action="store_true", help="print the merged config and exit")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.BASE_LR 0.005 OUTPUT_DIR runs/nl")

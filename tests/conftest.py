@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # the helper module, and data_prep from the checkout
+sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # the helper modules, and the checkout
 
 import videos  # noqa: E402
 

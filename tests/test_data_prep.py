@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import check, common, demo, kinetics, mini_kinetics, ucf101
+from videonl.prep import check, common, demo, kinetics, mini_kinetics, ucf101
 from videonl.data.datasets import read_video_list
 from videonl.data.decode import read_frames
 from videos import write_h264, write_mpeg4_avi

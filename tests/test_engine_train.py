@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import train_net
-from data_prep.common import encode_h264
+from videonl.prep.common import encode_h264
 from videonl.config import load_cfg
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.train import NonFiniteError

@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from data_prep.common import encode_h264
+from videonl.prep.common import encode_h264
 from videonl.config import get_cfg
 from videonl.data.loader import build_loader, model_input
 from videonl.engine.evaluate import StaleScoresError, VideoScore, evaluate, format_results, write_reports

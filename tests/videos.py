@@ -6,7 +6,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from data_prep.common import encode_h264
+from videonl.prep.common import encode_h264
 
 BRIGHTNESS_STEP = 8
 # Files of the session's `video_dir` fixture (conftest.py), with their frame counts.

@@ -1,11 +1,11 @@
 """Every configuration key with its default, and loading with clear errors.
 
-A config is `get_cfg()` merged with a YAML file (which may inherit from others through `_BASE_`, a path or
-a list of paths relative to the file) and then with `KEY VALUE` pairs from the command line.
+A config is `get_cfg()` merged with one or more YAML files in order (each may inherit from others through
+`_BASE_`, a path or a list of paths relative to the file) and then with `KEY VALUE` pairs from the command line.
 """
 
 import os
-from typing import Iterable, Optional
+from typing import Iterable, Sequence, Union
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -194,17 +194,12 @@ def _explain(err: Exception) -> str:
     return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
 
 
-def load_cfg(cfg_file: Optional[str] = None, opts: Iterable[str] = ()) -> CfgNode:
-    """Defaults, merged with `cfg_file` (and its bases), then with `KEY VALUE` overrides; frozen."""
+def load_cfg(cfg_files: Union[str, Sequence[str], None] = None, opts: Iterable[str] = ()) -> CfgNode:
+    """Defaults, merged with each of `cfg_files` in order (each with its `_BASE_` chain), then with `KEY VALUE`
+    overrides; frozen. Several files compose: a model file, then a dataset recipe holding only what differs."""
     cfg = get_cfg()
-    if cfg_file:
-        if not os.path.isfile(cfg_file):
-            raise ConfigError(f"config file not found: {cfg_file}")
-        _check_base_chain(cfg_file)
-        try:
-            cfg.merge_from_file(cfg_file)
-        except (KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
-            raise ConfigError(f"{cfg_file}: {_explain(err)}") from err
+    for cfg_file in [cfg_files] if isinstance(cfg_files, str) else list(cfg_files or ()):
+        _merge_file(cfg, cfg_file)
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
@@ -214,3 +209,13 @@ def load_cfg(cfg_file: Optional[str] = None, opts: Iterable[str] = ()) -> CfgNod
         raise ConfigError(f"command-line override: {_explain(err)}") from err
     cfg.freeze()
     return cfg
+
+
+def _merge_file(cfg: CfgNode, cfg_file: str) -> None:
+    if not os.path.isfile(cfg_file):
+        raise ConfigError(f"config file not found: {cfg_file}")
+    _check_base_chain(cfg_file)
+    try:
+        cfg.merge_from_file(cfg_file)
+    except (KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
+        raise ConfigError(f"{cfg_file}: {_explain(err)}") from err

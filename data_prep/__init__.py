@@ -1,1 +1,0 @@
-"""Command-line scripts that turn downloaded datasets into the list files videonl reads."""
