@@ -87,9 +87,10 @@ def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: Fraction, pts: Op
 
 
 def transcode(source: Path, target: Path, short_side: int, start: Optional[float] = None,
-              end: Optional[float] = None) -> int:
+              end: Optional[float] = None, codec_options: Optional[dict] = None) -> int:
     """Re-encode the frames of `source` shown in [start, end) s as H.264 mp4, short side `short_side` (even
-    dimensions, aspect kept), frame rate kept, audio dropped; frames written."""
+    dimensions, aspect kept), frame rate kept, audio dropped; frames written. `codec_options` go to
+    `encode_h264`."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -106,7 +107,7 @@ def transcode(source: Path, target: Path, short_side: int, start: Optional[float
                 width, height = even_size(frame.width, frame.height, short_side)
                 yield frame.to_ndarray(width=width, height=height, format="rgb24")
 
-        return encode_h264(target, frames_in_window(), fps)
+        return encode_h264(target, frames_in_window(), fps, codec_options=codec_options)
 
 
 def decode_failure(path: Path, backend: str = "auto", fallback: bool = True) -> str:
