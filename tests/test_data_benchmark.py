@@ -46,3 +46,13 @@ def test_samples_are_prepared_like_kinetics_with_default_encoded_copies(tmp_path
         theirs, _, copy_info = read_frames(copies[record.path], [0], "pyav", fallback=False)
         assert min(ours.shape[1:3]) == 32 and ours.shape == theirs.shape
         assert (info.num_frames, info.fps) == (copy_info.num_frames, copy_info.fps)
+
+
+def test_gop_benchmark_decodes_fewer_frames_with_shorter_gops(tmp_path, capsys):
+    main(["gop", "--gops", "0", "8", "--short-side", "32", "--windows", "3", "--frames", "4", "--rate", "2",
+          "--repeat", "1", "--work-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["gop"])
+    rows = {int(line.split()[0]): line.split() for line in lines[header + 1:]}
+    assert set(rows) == {0, 8}
+    assert float(rows[8][-2]) < float(rows[0][-2])  # frames decoded per window

@@ -217,6 +217,14 @@ def test_pyav_seeks_to_the_keyframe_before_the_window_and_agrees_with_decord(tmp
             assert torch.equal(frames, read_frames(path, indices, "decord", fallback=False)[0])
 
 
+def test_pyav_decodes_only_from_the_keyframe_before_the_window(tmp_path):
+    video = decode_module._PyAVVideo(str(many_gops_vfr(tmp_path / "gops.mp4")))
+    keyframe = max(t for t in video._keyframe_times if t <= video._frame_times[50])
+    frames = video.read(np.array([50, 52, 59]))
+    assert np.abs(brightness(frames) - np.array([50, 52, 59]) * BRIGHTNESS_STEP % 256).max() < 6
+    assert video.decoded <= 59 - video._frame_times.index(keyframe) + 1 <= 60 - 42  # a keyframe every 8 frames
+
+
 def test_pyav_counts_from_the_start_in_a_stream_without_timestamps(tmp_path):
     path = write_raw_h264(tmp_path / "bare.h264", 30)
     video = decode_module._PyAVVideo(str(path))

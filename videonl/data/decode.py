@@ -62,13 +62,15 @@ class _PyAVVideo:
     container marks as discarded, or another count than the header's) is read from its first frame, counting
     decoded frames instead; so is any read in which a frame asked for does not turn up by its timestamp.
     Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
-    frames that are not asked for), and only the frames asked for are converted to RGB.
+    frames that are not asked for), and only the frames asked for are converted to RGB; `decoded` counts
+    the frames the decoder has put out, what the reads cost.
     """
 
     def __init__(self, path: str):
         import av
 
         self._path = path
+        self.decoded = 0
         with av.open(path) as container:
             if not container.streams.video:
                 raise RuntimeError("no video stream")
@@ -102,6 +104,7 @@ class _PyAVVideo:
             for packet in container.demux(stream):
                 stream.codec_context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
                 for frame in stream.codec_context.decode(packet):
+                    self.decoded += 1
                     if frame.pts in wanted and frames[wanted[frame.pts]] is None:
                         frames[wanted[frame.pts]] = frame.to_ndarray(format="rgb24")
                         found += 1
@@ -119,6 +122,7 @@ class _PyAVVideo:
         with av.open(self._path) as container:
             container.streams.video[0].thread_type = "AUTO"
             for position, frame in enumerate(container.decode(video=0)):
+                self.decoded += 1
                 if position in wanted:
                     frames[wanted[position]] = frame.to_ndarray(format="rgb24")
                 if position == last:
