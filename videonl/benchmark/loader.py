@@ -227,7 +227,7 @@ def add_parser(subparsers) -> None:
                         help="where prepared samples and default-encoded copies are written and kept for reuse "
                         "(default: %(default)s)")
     parser.add_argument("--backend", action="append", choices=BACKEND_NAMES + tuple(GPU_BACKENDS),
-                        help="backend to time (repeatable; default: every installed one but the GPU's)")
+                        help="backend to time (repeatable; default: every one usable here but the GPU's)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: DATALOADER.NUM_WORKERS)")
     parser.add_argument("--videos", type=int, default=8, help="how many videos of the list to read")
     parser.add_argument("--train-items", type=int, default=4, help="training items per video (random windows)")

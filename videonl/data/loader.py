@@ -4,7 +4,7 @@ Batch formats, for the training loop and the evaluator:
 
 train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
-    The loop adds up len(batch["failures"]) per epoch and logs it.
+    The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
 val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
              "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
     `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
