@@ -29,7 +29,7 @@ def resize(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def resized_size(height: int, width: int, short_side: int) -> Tuple[int, int]:
     """(height, width) of a frame whose shorter side is resized to `short_side`: the longer side truncated, as
-    torchvision's `resize` and the official ScaleTransform compute it."""
+    torchvision's `resize` computes it."""
     if height <= width:
         return short_side, int(short_side * width / height)
     return int(short_side * height / width), short_side
