@@ -11,9 +11,10 @@ from videonl.models import build_model
 from videonl.models.registry import context_block_names
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_CONFIGS = sorted((ROOT / "configs" / "kinetics400").glob("*.yaml")) + sorted((ROOT / "configs" / "demo").glob("*.yaml"))
+KINETICS_MODELS = sorted((ROOT / "configs" / "kinetics400").glob("*.yaml"))
+MODEL_CONFIGS = KINETICS_MODELS + sorted((ROOT / "configs" / "demo").glob("*.yaml"))
 # Dataset recipes: given after a model's config, they hold only what the dataset changes.
-RECIPES = sorted((ROOT / "configs" / "ucf101").glob("*.yaml")) + sorted((ROOT / "configs" / "mini_kinetics200").glob("*.yaml"))
+RECIPES = [p for folder in ("ucf101", "mini_kinetics200") for p in sorted((ROOT / "configs" / folder).glob("*.yaml"))]
 
 
 def _leaf_keys(node, prefix=""):
@@ -118,7 +119,7 @@ def test_a_recipe_after_any_model_sets_its_own_keys_and_nothing_else(recipe):
     named, alone = _named_keys(recipe), load_cfg(str(recipe))
     assert "MODEL.NUM_CLASSES" in named
     assert not {key.split(".")[0] for key in named} & {"RESNET", "CONTEXT", "NONLOCAL", "GC", "CGNL", "SGE", "COT"}
-    for model in MODEL_CONFIGS[:-2]:  # the Kinetics-400 models
+    for model in KINETICS_MODELS:
         base, composed = _model_cfg(model), load_cfg([str(model), str(recipe)])
         assert {k for k in named if _get(composed, k) != _get(alone, k)} == set(), model
         changed = {k for k in _leaf_keys(composed) if _get(composed, k) != _get(base, k)}

@@ -76,5 +76,6 @@ def test_a_model_composed_with_a_dataset_recipe(capsys):
     main([*model, "--cfg", "configs/ucf101/finetune.yaml", "--json", *SMALL])
     ucf101 = json.loads(capsys.readouterr().out)
     classifier_width = 4 * 32  # width 4: res5 has 4 * 32 channels
-    assert round((kinetics["params_m"] - ucf101["params_m"]) * 1e6) == (400 - 101) * (classifier_width + 1)
+    classifier_params = (400 - 101) * (classifier_width + 1)
+    assert round((kinetics["params_m"] - ucf101["params_m"]) * 1e6) == classifier_params
     assert ucf101["stages"] == kinetics["stages"]

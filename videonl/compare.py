@@ -3,7 +3,9 @@
 For every run folder written by train_net.py: the model (its config's block and backbone), the newest test
 results (test/<weights>/summary.json: video-level top-1 / top-5 and mean class accuracy, with the clip-level
 top-1 labelled apart) and where its pictures are. `--mean` adds the runs' average, the figure UCF101 reports
-over its three splits: `python -m videonl.compare --mean output/ucf101/split1 output/ucf101/split2 output/ucf101/split3`.
+over its three splits:
+
+    python -m videonl.compare --mean output/ucf101/split1 output/ucf101/split2 output/ucf101/split3
 """
 
 import argparse

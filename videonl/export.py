@@ -11,8 +11,8 @@ facts (ONNX metadata, TorchScript extra file `videonl.json`).
 
 Before the file gets its name, the exported model runs (onnxruntime on the CPU, or the TorchScript
 interpreter) on a random batch of --views + 1 views, a batch size it was not traced with, and its logits
-must equal PyTorch's within PARITY (absolute + relative); otherwise it is kept as FILE.unverified and the
-command fails.
+must equal PyTorch's within 1e-4 + 1e-4 x |logit| (PARITY); otherwise it is kept as FILE.unverified and
+the command fails.
 """
 
 import argparse
