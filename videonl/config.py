@@ -97,6 +97,7 @@ def get_cfg() -> CfgNode:
     # official 8-GPU config): batch 64, SGD, LR 0.01 divided by 10 at 150k and 300k, 400k iterations.
     _C.TRAIN = CfgNode()
     _C.TRAIN.ENABLE = True  # train (then test when TEST.ENABLE)
+    _C.TRAIN.REQUIRE_INIT = False  # fail before training when MODEL.INIT is empty (fine-tuning recipes)
     _C.TRAIN.AUTO_RESUME = True  # continue from the newest checkpoint in OUTPUT_DIR/checkpoints when there is one
     _C.TRAIN.CHECKPOINT_PERIOD = 5000  # iterations between checkpoints (one is always written at the end)
     _C.TRAIN.CHECKPOINT_KEEP = 3  # newest periodic checkpoints kept; older ones are deleted (0 = keep all)
