@@ -1,3 +1,8 @@
+import os
+
+import numpy as np
+import torch
+
 from videonl.benchmark.__main__ import main
 
 
@@ -5,10 +10,52 @@ def test_loader_benchmark_prints_every_row(video_dir, tmp_path, capsys):
     listing = tmp_path / "val.csv"
     listing.write_text(f"{video_dir}/plain.mp4 0\n{video_dir}/name with spaces.mp4 1\n")
     main(["loader", "--cfg", "configs/kinetics400/c2d_r50_8x8.yaml", "--list", str(listing), "--backend", "pyav",
-          "--workers", "0", "--videos", "2", "DATA.NUM_FRAMES", "2", "DATA.SAMPLING_RATE", "2",
+          "--workers", "0", "--videos", "2", "--separate",
+          "--work-dir", str(tmp_path / "work"), "--repeat", "1", "DATA.NUM_FRAMES", "2", "DATA.SAMPLING_RATE", "2",
           "DATA.TRAIN_JITTER_SCALES", "[36, 40]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
           "TEST.NUM_CLIPS", "2", "DATALOADER.TRAIN_BATCH_SIZE", "1"])
     out = capsys.readouterr().out
     assert out.startswith("2 videos of")
-    for row in ("floor", "train", "test 10", "test 30", "30 separate"):
+    for row in ("floor", "train", "train decode", "test 10", "test 30", "test decode", "30 separate"):
         assert f" {row} " in out
+    assert out.count(" x seek") == 2 * 4  # train, train decode, test 10, test 30 against the reference, wall and cpu
+    assert out.splitlines()[1].startswith("seek (ref)  train ")
+
+
+def test_the_reference_reader_returns_the_frames_asked_for(video_dir):
+    from videonl.benchmark.seek_reader import read_clip
+    from videonl.data.decode import decode
+    from videos import BRIGHTNESS_STEP, brightness
+
+    clip = np.array([13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33])  # the last three wrap past frame 29
+    frames, decoded = read_clip(str(video_dir / "bframes.mp4"), clip, 30)
+    frames = torch.from_numpy(frames)
+    assert decoded >= 30 - 11 + 3  # from the keyframe before frame 13 (frame 11) to the end, then frames 0-3
+    assert torch.equal(frames, decode(video_dir / "bframes.mp4", clip, "pyav", fallback=False))
+    assert np.abs(brightness(frames) - (clip % 30) * BRIGHTNESS_STEP).max() < 6
+
+
+def test_samples_are_prepared_like_kinetics_with_default_encoded_copies(tmp_path):
+    from videonl.benchmark.real_clips import SAMPLES, default_encoded_copies, prepare_samples
+    from videonl.data.datasets import read_video_list
+    from videonl.data.decode import read_frames
+
+    records = read_video_list(str(prepare_samples(tmp_path / "prepared", short_side=32)))
+    assert sorted(os.path.basename(r.path).split("_")[0] for r in records) == sorted(SAMPLES)
+    copies = default_encoded_copies(records, tmp_path / "copies")
+    for record in records:
+        ours, _, info = read_frames(record.path, [0], "pyav", fallback=False)
+        theirs, _, copy_info = read_frames(copies[record.path], [0], "pyav", fallback=False)
+        assert min(ours.shape[1:3]) == 32 and ours.shape == theirs.shape
+        assert (info.num_frames, info.fps) == (copy_info.num_frames, copy_info.fps)
+
+
+def test_gop_benchmark_decodes_fewer_frames_with_shorter_gops(tmp_path, capsys):
+    main(["gop", "--gops", "0", "8", "--short-side", "32", "--windows", "3", "--frames", "4", "--rate", "2",
+          "--repeat", "1", "--work-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["gop"])
+    rows = {line.split()[0]: line.split() for line in lines[header + 1:]}
+    assert set(rows) == {"0", "8", "seek"}
+    frames_decoded = {gop: float(row[-2]) for gop, row in rows.items()}
+    assert frames_decoded["8"] < frames_decoded["0"] <= frames_decoded["seek"]

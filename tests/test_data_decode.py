@@ -3,23 +3,31 @@ import pytest
 import torch
 
 from videonl.data import decode as decode_module
-from videonl.data.decode import DecodeError, available_backends, backend_order, backend_status, decode, read_frames
-from videos import BAD, BRIGHTNESS_STEP, GOOD, brightness
+from videonl.data.decode import (GPU_BACKENDS, DecodeError, available_backends, backend_order, backend_status,
+                                 decode, read_frames)
+from videos import BAD, BRIGHTNESS_STEP, GOOD, brightness, write_h264, write_raw_h264
 
 ALL_BACKENDS = ["decord", "pyav", "torchcodec"]
+DECODING_BACKENDS = ALL_BACKENDS + list(GPU_BACKENDS)  # the GPU's too: their tests run where there is one
 # Pixels of two backends on the same frames differ by at most this much on average (0..255 scale). Here they
 # are identical (difference 0); the margin is for FFmpeg builds whose YUV->RGB conversion rounds differently.
 PIXEL_TOLERANCE = 3.0
 
 
+def runs_here(backend):
+    return backend_status(backend)[0] and (backend not in GPU_BACKENDS or torch.cuda.is_available())
+
+
 def usable(backend):
+    if backend in GPU_BACKENDS and not torch.cuda.is_available():
+        pytest.skip(f"{backend} decodes on a GPU; this machine has none")
     ok, why = backend_status(backend)
     if not ok:
         pytest.skip(f"{backend} is not usable here: {why}")
     return backend
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", DECODING_BACKENDS)
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_every_backend_reads_every_frame_in_order(video_dir, name, backend):
     usable(backend)
@@ -34,7 +42,7 @@ def test_every_backend_reads_every_frame_in_order(video_dir, name, backend):
 
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_backends_agree_on_frame_count_and_pixels(video_dir, name):
-    backends = [b for b in ALL_BACKENDS if backend_status(b)[0]]
+    backends = [b for b in DECODING_BACKENDS if runs_here(b)]
     if len(backends) < 2:
         pytest.skip("fewer than two decoder backends installed")
     indices = [0, 3, 4, 2, GOOD[name] - 1]
@@ -43,7 +51,7 @@ def test_backends_agree_on_frame_count_and_pixels(video_dir, name):
     assert len(set(counts.values())) == 1, counts
     reference = results[backends[0]][0].float()
     for backend in backends[1:]:
-        difference = (results[backend][0].float() - reference).abs().mean()
+        difference = (results[backend][0].cpu().float() - reference).abs().mean()
         assert difference <= PIXEL_TOLERANCE, f"{backend} vs {backends[0]}: {difference:.2f}"
 
 
@@ -59,7 +67,7 @@ def test_the_fixture_has_b_frames_and_a_variable_frame_rate(video_dir):
     assert len(set(gaps)) > 1
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", DECODING_BACKENDS)
 def test_indices_past_the_end_wrap_around(video_dir, backend):
     usable(backend)
     frames = decode(video_dir / "short.mp4", [3, 4, 5, 6, 12], backend, fallback=False)
@@ -67,7 +75,7 @@ def test_indices_past_the_end_wrap_around(video_dir, backend):
     assert np.abs(brightness(frames) - expected).max() < 6
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", DECODING_BACKENDS)
 def test_repeated_indices_are_decoded_once_and_returned_in_the_order_asked(video_dir, backend, monkeypatch):
     usable(backend)
     opener = decode_module._OPENERS[backend]
@@ -84,7 +92,7 @@ def test_repeated_indices_are_decoded_once_and_returned_in_the_order_asked(video
     assert np.abs(brightness(frames) - np.array([7, 2, 7, 2]) * BRIGHTNESS_STEP).max() < 6
 
 
-@pytest.mark.parametrize("backend", ["auto"] + ALL_BACKENDS)
+@pytest.mark.parametrize("backend", ["auto"] + DECODING_BACKENDS)
 @pytest.mark.parametrize("name", BAD)
 def test_bad_files_raise_with_path_and_reason(video_dir, name, backend):
     if backend != "auto":
@@ -95,7 +103,7 @@ def test_bad_files_raise_with_path_and_reason(video_dir, name, backend):
     assert caught.value.reason and str(video_dir / name) in str(caught.value)
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", DECODING_BACKENDS)
 def test_a_file_cut_after_its_index_fails_where_frames_are_lost(video_dir, backend):
     usable(backend)
     with pytest.raises(DecodeError, match=backend):
@@ -162,3 +170,112 @@ def test_a_backend_that_imports_but_cannot_load_its_native_library_is_never_used
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="unknown decoder backend 'ffmpeg'"):
         decode("x.mp4", [0], "ffmpeg")
+
+
+# ------------------------------------------------------------------- PyAV: seeking by timestamp
+
+def many_gops_vfr(path):
+    """60 frames, B-frames, a keyframe at least every 8 frames, frame durations cycling 60/100/170 ticks."""
+    return write_h264(path, 60, pts=[sum((60, 100, 170)[k % 3] for k in range(i)) for i in range(60)], bf="3",
+                      g="8")
+
+
+def random_index_sets(num_frames, count=12, size=4):
+    rng = np.random.default_rng(0)
+    return [np.unique(rng.integers(0, num_frames, size)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_pyav_by_timestamp_reads_exactly_what_counting_from_the_start_reads(video_dir, name):
+    video = decode_module._PyAVVideo(str(video_dir / name))
+    for indices in random_index_sets(video.info.num_frames):
+        by_timestamp = video._read_by_timestamp(indices)
+        assert by_timestamp is not None, f"{name}: frames {indices} not found by their timestamps"
+        assert all(np.array_equal(a, b) for a, b in zip(by_timestamp, video._read_counting(indices)))
+
+
+def test_pyav_seeks_to_the_keyframe_before_the_window_and_agrees_with_decord(tmp_path, monkeypatch):
+    import av
+
+    path = many_gops_vfr(tmp_path / "gops.mp4")
+    seeks = []
+
+    class RecordingContainer:
+        def __init__(self, container):
+            self._container = container
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._container.close()
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def seek(self, offset, **kwargs):
+            seeks.append(offset)
+            return self._container.seek(offset, **kwargs)
+
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: RecordingContainer(real_open(*args, **kwargs)))
+    video = decode_module._PyAVVideo(str(path))
+    assert len(video._keyframe_times) >= 60 // 8
+    for indices in random_index_sets(60) + [np.array([50, 52, 59])]:
+        seeks.clear()
+        frames = read_frames(path, indices, "pyav", fallback=False)[0]
+        first = video._frame_times[indices[0]]
+        keyframe = max(t for t in video._keyframe_times if t <= first)
+        assert seeks == ([keyframe] if keyframe > 0 else [])
+        assert np.abs(brightness(frames) - indices * BRIGHTNESS_STEP % 256).max() < 6
+        if backend_status("decord")[0]:
+            assert torch.equal(frames, read_frames(path, indices, "decord", fallback=False)[0])
+
+
+def test_pyav_decodes_only_from_the_keyframe_before_the_window(tmp_path):
+    video = decode_module._PyAVVideo(str(many_gops_vfr(tmp_path / "gops.mp4")))
+    keyframe = max(t for t in video._keyframe_times if t <= video._frame_times[50])
+    frames = video.read(np.array([50, 52, 59]))
+    assert np.abs(brightness(frames) - np.array([50, 52, 59]) * BRIGHTNESS_STEP % 256).max() < 6
+    assert video.decoded <= 59 - video._frame_times.index(keyframe) + 1 <= 60 - 42  # a keyframe every 8 frames
+
+
+def test_pyav_counts_from_the_start_in_a_stream_without_timestamps(tmp_path):
+    path = write_raw_h264(tmp_path / "bare.h264", 30)
+    video = decode_module._PyAVVideo(str(path))
+    assert video._frame_times is None and video.info.num_frames == 30
+    frames = decode(path, [29, 0, 13], "pyav", fallback=False)
+    assert np.abs(brightness(frames) - np.array([29, 0, 13]) * BRIGHTNESS_STEP).max() < 6
+
+
+@pytest.mark.parametrize("packets, num_frames", [
+    ([(0, True, False), (80, False, False), (None, False, False)], 3),  # a packet without a timestamp
+    ([(0, True, False), (40, False, False), (40, False, False)], 3),  # two packets at the same time
+    ([(0, True, False), (80, False, False), (40, False, True)], 3),  # one the container marks as discarded
+    ([(0, True, False), (80, False, False), (40, False, False)], 4),  # the header counts another frame
+])
+def test_packets_that_cannot_number_the_frames_are_not_trusted(packets, num_frames):
+    assert decode_module._packet_timeline(packets, num_frames) == (None, [])
+
+
+def test_packet_timestamps_sorted_number_the_frames_in_display_order():
+    packets = [(0, True, False), (160, False, False), (80, False, False), (240, True, False), (200, False, False)]
+    assert decode_module._packet_timeline(packets, 5) == ([0, 80, 160, 200, 240], [0, 240])
+
+
+# ------------------------------------------------------------------------------ decoding on the GPU
+
+def test_the_gpu_backend_decodes_onto_the_gpu(video_dir):
+    backend = usable("torchcodec_cuda")
+    frames = decode(video_dir / "bframes.mp4", [29, 3], backend, fallback=False)
+    assert frames.is_cuda and frames.shape == (2, 48, 64, 3)
+    assert np.abs(brightness(frames) - np.array([29, 3]) * BRIGHTNESS_STEP).max() < 6
+
+
+def test_without_a_gpu_the_gpu_backend_decodes_on_the_cpu_or_says_why(video_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    frames = decode(video_dir / "plain.mp4", [5], "torchcodec_cuda")
+    assert frames.device.type == "cpu" and abs(brightness(frames)[0] - 5 * BRIGHTNESS_STEP) < 6
+    with pytest.raises(ValueError, match="torchcodec_cuda.*no CUDA device"):
+        decode(video_dir / "plain.mp4", [5], "torchcodec_cuda", fallback=False)

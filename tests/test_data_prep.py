@@ -67,6 +67,23 @@ def test_kinetics_trims_resizes_lists_and_reports(kinetics_source, tmp_path):
     assert missing["broken00000_000000_000010"].startswith("undecodable")
 
 
+def keyframe_gaps(path):
+    """Packets from each keyframe to the next (or to the end)."""
+    import av
+    with av.open(str(path)) as container:
+        keys = [packet.is_keyframe for packet in container.demux(video=0) if packet.size]
+    return np.diff(np.append(np.flatnonzero(keys), len(keys)))
+
+
+@pytest.mark.parametrize("gop", [4, 0])
+def test_kinetics_bounds_the_gop_as_asked(kinetics_source, tmp_path, gop):
+    out = tmp_path / "k400"
+    prepare(kinetics_source, out, "--gop", str(gop))
+    gaps = keyframe_gaps(out / "train" / LABELS[1] / "k_lmnopqrst_000000_000002.mp4")  # 20 frames
+    assert gaps.sum() == 20
+    assert gaps.max() <= 4 if gop else len(gaps) == 1  # 0: x264's own GOP, up to 250 frames
+
+
 def test_kinetics_rerun_skips_finished_clips(kinetics_source, tmp_path):
     out = tmp_path / "k400"
     prepare(kinetics_source, out)

@@ -43,4 +43,16 @@ def write_mpeg4_avi(path: Path, num_frames: int, fps: int = 25):
 
 def brightness(frames) -> np.ndarray:
     """Mean of each [H, W, C] frame's right half, where the bar never goes: the grey level."""
-    return frames[:, :, frames.shape[2] // 2 + 2:].float().mean(dim=(1, 2, 3)).numpy()
+    return frames[:, :, frames.shape[2] // 2 + 2:].float().mean(dim=(1, 2, 3)).cpu().numpy()
+
+
+def write_raw_h264(path: Path, num_frames: int):
+    """A bare H.264 stream, no container: its packets carry no timestamps at all."""
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.options = {"g": "12", "bf": "3"}
+        for i in range(num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_pattern(i), format="rgb24")))
+        container.mux(stream.encode())
+    return Path(path)

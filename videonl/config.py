@@ -139,7 +139,7 @@ def get_cfg() -> CfgNode:
     _C.DATA.LIST_SEPARATOR = " "  # between path and label; split at the last one, so paths may hold spaces
     _C.DATA.TRAIN_SPLIT = "train"  # list file {PATH_TO_DATA_DIR}/{TRAIN_SPLIT}.csv used for training
     _C.DATA.VAL_SPLIT = "val"  # list used for the single-clip validation during training
-    _C.DATA.DECODER = "auto"  # decord | pyav | torchcodec | auto (fastest available, timed on the first video)
+    _C.DATA.DECODER = "auto"  # decord | pyav | torchcodec | auto (fastest, timed once) | torchcodec_cuda (GPU, NVDEC)
     _C.DATA.DECODER_FALLBACK = True  # try the other usable backends before a video counts as failed
     _C.DATA.TARGET_FPS = 0.0  # SAMPLING_RATE counts frames at this rate (e.g. 30); 0 = the video's own rate
     _C.DATA.TRAIN_JITTER_SCALES = [256, 320]  # training short side, drawn uniformly from [min, max]

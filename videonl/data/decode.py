@@ -10,20 +10,24 @@ importing is not enough. `auto` times every available backend on the first file 
 the fastest first; whichever backend is first, the others are fallbacks, so a file counts as bad only when
 every backend has failed on it. Frame numbers count frames in display order (not timestamps), which is what
 all three backends agree on, also for variable-frame-rate files. Indices past the last frame wrap around,
-as the official non-local code loops short videos.
+as the official non-local code loops short videos. `torchcodec_cuda` decodes on the GPU (NVDEC) into frames
+there, when the config asks for it and the process has a GPU.
 """
 
+import bisect
 import importlib.util
+import logging
 import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 BACKEND_NAMES = ("decord", "pyav", "torchcodec")
+logger = logging.getLogger(__name__)
 
 
 class DecodeError(RuntimeError):
@@ -55,30 +59,67 @@ class _DecordVideo:
 
 
 class _PyAVVideo:
-    """PyAV: decodes from the first frame up to the last one asked for.
+    """PyAV: seeks to the keyframe at or before the first frame asked for, then decodes up to the last one.
 
-    No seeking: a seek lands on a timestamp, and turning timestamps back into frame numbers is wrong for
-    variable-frame-rate files, so frame numbers would disagree with the other backends.
+    Frame numbers are display order, as the other backends count them. Opening a file reads its packets
+    without decoding them: their timestamps, sorted, are the frames' display times (at any frame rate,
+    variable included) and mark the keyframes, so a read maps decoded frames to numbers by timestamp. A file
+    whose packets cannot number its frames (a packet without a timestamp, two at the same time, a packet the
+    container marks as discarded, or another count than the header's) is read from its first frame, counting
+    decoded frames instead; so is any read in which a frame asked for does not turn up by its timestamp.
+    Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
+    frames that are not asked for), and only the frames asked for are converted to RGB; `decoded` counts
+    the frames the decoder has put out, what the reads cost.
     """
 
     def __init__(self, path: str):
         import av
 
         self._path = path
+        self.decoded = 0
         with av.open(path) as container:
             if not container.streams.video:
                 raise RuntimeError("no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or 0
-            num_frames = stream.frames or self._count_frames(container)
+            packets = [(packet.pts, packet.is_keyframe, packet.is_discard)
+                       for packet in container.demux(stream) if packet.size]
+        num_frames = stream.frames or len(packets)
         self.info = VideoInfo(num_frames, float(rate))
-
-    @staticmethod
-    def _count_frames(container) -> int:
-        """Frames of a container whose header does not say: one packet per frame, counted without decoding."""
-        return sum(1 for packet in container.demux(video=0) if packet.size)
+        self._frame_times, self._keyframe_times = _packet_timeline(packets, num_frames)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
+        frames = self._read_by_timestamp(indices) if self._frame_times is not None else None
+        if frames is None:
+            frames = self._read_counting(indices)
+        return torch.from_numpy(np.stack(frames))
+
+    def _read_by_timestamp(self, indices: np.ndarray) -> Optional[List[np.ndarray]]:
+        """The frames at sorted `indices`, read from the keyframe before the first; None if one is missing."""
+        import av
+
+        wanted = {self._frame_times[i]: n for n, i in enumerate(indices.tolist())}
+        frames: List[np.ndarray] = [None] * len(indices)
+        keyframe = bisect.bisect_right(self._keyframe_times, self._frame_times[int(indices[0])]) - 1
+        found = 0
+        with av.open(self._path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if keyframe > 0:
+                container.seek(self._keyframe_times[keyframe], stream=stream)
+            for packet in container.demux(stream):
+                stream.codec_context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+                for frame in stream.codec_context.decode(packet):
+                    self.decoded += 1
+                    if frame.pts in wanted and frames[wanted[frame.pts]] is None:
+                        frames[wanted[frame.pts]] = frame.to_ndarray(format="rgb24")
+                        found += 1
+                if found == len(indices):
+                    return frames
+        return None
+
+    def _read_counting(self, indices: np.ndarray) -> List[np.ndarray]:
+        """Decode from the first frame, numbering frames as they come out, up to the last index asked for."""
         import av
 
         wanted = {int(i): n for n, i in enumerate(indices)}
@@ -87,6 +128,7 @@ class _PyAVVideo:
         with av.open(self._path) as container:
             container.streams.video[0].thread_type = "AUTO"
             for position, frame in enumerate(container.decode(video=0)):
+                self.decoded += 1
                 if position in wanted:
                     frames[wanted[position]] = frame.to_ndarray(format="rgb24")
                 if position == last:
@@ -94,16 +136,29 @@ class _PyAVVideo:
         missing = [int(i) for i, f in zip(indices, frames) if f is None]
         if missing:
             raise RuntimeError(f"stream ended before frame {missing[0]} (header says {self.info.num_frames})")
-        return torch.from_numpy(np.stack(frames))
+        return frames
+
+
+def _packet_timeline(packets: List[Tuple[Optional[int], bool, bool]],
+                     num_frames: int) -> Tuple[Optional[List[int]], List[int]]:
+    """(display time of each frame, sorted times of the keyframes) from (pts, keyframe, discard) of every
+    packet; (None, []) when the packets cannot number the frames."""
+    times = [pts for pts, _, _ in packets]
+    if (len(packets) != num_frames or None in times or len(set(times)) != len(times)
+            or any(discard for _, _, discard in packets)):
+        return None, []
+    return sorted(times), sorted(pts for pts, keyframe, _ in packets if keyframe)
 
 
 class _TorchcodecVideo:
     """torchcodec: exact seek mode scans the file once, then decodes only around the frames asked for."""
 
+    device = "cpu"
+
     def __init__(self, path: str):
         from torchcodec.decoders import VideoDecoder
 
-        self._decoder = VideoDecoder(path, dimension_order="NHWC", seek_mode="exact")
+        self._decoder = VideoDecoder(path, dimension_order="NHWC", seek_mode="exact", device=self.device)
         metadata = self._decoder.metadata
         fps = metadata.average_fps_from_header or metadata.average_fps or 0  # header: what the others report
         self.info = VideoInfo(int(metadata.num_frames), float(fps))
@@ -112,14 +167,28 @@ class _TorchcodecVideo:
         return self._decoder.get_frames_at(indices=indices.tolist()).data
 
 
+class _TorchcodecCudaVideo(_TorchcodecVideo):
+    """torchcodec on the GPU's video decoder (NVDEC): frames land on this process's CUDA device (each rank's
+    own when distributed), converted to RGB there."""
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{torch.cuda.current_device()}"
+
+
 _OPENERS: Dict[str, Callable[[str], object]] = {
     "decord": _DecordVideo,
     "pyav": _PyAVVideo,
     "torchcodec": _TorchcodecVideo,
+    "torchcodec_cuda": _TorchcodecCudaVideo,
 }
-_PACKAGES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec"}
+_PACKAGES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec", "torchcodec_cuda": "torchcodec"}
 # What a backend that imports may still lack; said with the reason it cannot decode.
-_NEEDS = {"torchcodec": "torchcodec needs FFmpeg's shared libraries (4 to 9) installed on the system"}
+_NEEDS = {"torchcodec": "torchcodec needs FFmpeg's shared libraries (4 to 9) installed on the system",
+          "torchcodec_cuda": "torchcodec_cuda needs a CUDA device, torchcodec built for CUDA and FFmpeg's libraries"}
+# Backends that decode on a GPU into frames there: used only when asked for (never by auto, never as a fallback),
+# and only in a process that has the device; elsewhere `auto` decodes on the CPU instead.
+GPU_BACKENDS = {"torchcodec_cuda": "cuda"}
 
 
 def _write_probe_clip(path: str) -> None:
@@ -159,7 +228,8 @@ _AVAILABILITY: Dict[str, Tuple[bool, str]] = {}
 def backend_status(backend: str) -> Tuple[bool, str]:
     """(usable, why not) for one backend, probed once per process by decoding a two-frame clip."""
     if backend not in _OPENERS:
-        raise ValueError(f"unknown decoder backend '{backend}'; choose from auto, {', '.join(BACKEND_NAMES)}")
+        raise ValueError(f"unknown decoder backend '{backend}'; choose from auto, "
+                         f"{', '.join(BACKEND_NAMES + tuple(GPU_BACKENDS))}")
     if backend not in _AVAILABILITY:
         _AVAILABILITY[backend] = _probe(backend)
     return _AVAILABILITY[backend]
@@ -217,6 +287,23 @@ def backend_order(backend: str, fallback: bool = True) -> List[str]:
     return [backend] + [name for name in available_backends() if name != backend and fallback]
 
 
+def _on_this_machine(backend: str, fallback: bool) -> str:
+    """`backend`, or `auto` for a GPU backend in a process without a GPU (an error without `fallback`): a
+    config written for GPU nodes still runs, decoding on the CPU, where there is none."""
+    if backend not in GPU_BACKENDS or torch.cuda.is_available():
+        return backend
+    if not fallback:
+        raise ValueError(f"decoder backend '{backend}' is not usable here: this process has no CUDA device")
+    if backend not in _CPU_INSTEAD:
+        _CPU_INSTEAD.add(backend)
+        logger.warning("decoder backend '%s' needs a CUDA device; this process has none, so it decodes on the CPU",
+                       backend)
+    return "auto"
+
+
+_CPU_INSTEAD = set()
+
+
 def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
                 fallback: bool = True) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
     """Decode each distinct frame once: (frames [U, H, W, C] uint8, positions into them, video info).
@@ -227,6 +314,7 @@ def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
     `fallback` only the backend asked for is tried (to check or compare one backend).
     """
     path = os.fspath(path)
+    backend = _on_this_machine(backend, fallback)
     order = backend_order(backend, fallback)
     if not os.path.isfile(path):
         raise DecodeError(path, "file not found")
@@ -238,9 +326,12 @@ def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
     reasons = []
     for name in order:
         try:
-            return _read_with(name, path, choose)
+            frames, positions, info = _read_with(name, path, choose)
         except Exception as err:
             reasons.append(f"{name}: {_first_line(err)}")
+            continue
+        # frames a CPU fallback read for a GPU backend join the others on the GPU
+        return frames.to(GPU_BACKENDS.get(backend, frames.device)), positions, info
     if not reasons:
         raise DecodeError(path, "no decoder backend is usable here")
     raise DecodeError(path, "; ".join(reasons))

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler, default_collate
 
 from videonl.data.datasets import VideoDataset, read_video_list
+from videonl.data.decode import GPU_BACKENDS
 from videonl.data.transforms import normalize
 
 SPLIT_MODES = ("train", "val", "test")
@@ -148,6 +149,7 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
         rank, world_size = _distributed_rank_and_size()
     dataset = build_dataset(cfg, split)
     training = split == "train"
+    decodes_on_gpu = cfg.DATA.DECODER in GPU_BACKENDS and torch.cuda.is_available()
     if training and indices is not None:
         raise ValueError("indices selects videos to evaluate; the training loader always uses the whole list")
     if training:
@@ -159,10 +161,12 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
         batch_size=cfg.DATALOADER.TRAIN_BATCH_SIZE if training else cfg.DATALOADER.TEST_BATCH_SIZE,
         sampler=sampler,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.cuda.is_available(),
+        pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.cuda.is_available() and not decodes_on_gpu,
         collate_fn=collate_train if training else collate_views,
         generator=torch.Generator(),  # workers' base seeds drawn from it, not from the global RNG a resume restores
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0 and training,
+        # CUDA cannot start again in a forked process: workers that decode on the GPU are spawned
+        multiprocessing_context="spawn" if decodes_on_gpu and cfg.DATALOADER.NUM_WORKERS > 0 else None,
     )
 
 

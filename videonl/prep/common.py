@@ -15,6 +15,11 @@ from tqdm import tqdm
 
 from videonl.data.decode import DecodeError, read_frames
 
+# At most this many frames from one keyframe to the next, so a reader seeking to a random window decodes at most
+# GOP - 1 frames before it (x264 alone allows 250, with more keyframes at scene cuts). BENCHMARKS.md has the
+# measurement behind the choice: decoding time of training windows against file size.
+DEFAULT_GOP = 32
+
 
 @dataclass
 class Outcome:
@@ -87,9 +92,10 @@ def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: Fraction, pts: Op
 
 
 def transcode(source: Path, target: Path, short_side: int, start: Optional[float] = None,
-              end: Optional[float] = None) -> int:
+              end: Optional[float] = None, codec_options: Optional[dict] = None) -> int:
     """Re-encode the frames of `source` shown in [start, end) s as H.264 mp4, short side `short_side` (even
-    dimensions, aspect kept), frame rate kept, audio dropped; frames written."""
+    dimensions, aspect kept), frame rate kept, audio dropped; frames written. `codec_options` go to
+    `encode_h264`."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -106,7 +112,7 @@ def transcode(source: Path, target: Path, short_side: int, start: Optional[float
                 width, height = even_size(frame.width, frame.height, short_side)
                 yield frame.to_ndarray(width=width, height=height, format="rgb24")
 
-        return encode_h264(target, frames_in_window(), fps)
+        return encode_h264(target, frames_in_window(), fps, codec_options=codec_options)
 
 
 def decode_failure(path: Path, backend: str = "auto", fallback: bool = True) -> str:
@@ -153,6 +159,19 @@ def add_common_arguments(parser) -> None:
                         help="parallel processes (default: half the CPUs)")
 
 
+def add_encoding_arguments(parser) -> None:
+    parser.add_argument("--gop", type=int, default=DEFAULT_GOP,
+                        help="most frames from one keyframe to the next (default: %(default)s; 0: x264's own, up to "
+                        "250): shorter makes random clips cheaper to decode and files larger")
+
+
+def gop_options(gop: int) -> dict:
+    """x264 options for a GOP of at most `gop` frames (x264's default for 0)."""
+    if gop < 0:
+        raise ValueError(f"a GOP cannot be {gop} frames")
+    return {"g": str(gop)} if gop else {}
+
+
 @dataclass
 class ClipJob:
     """One output video: `source` trimmed to [start, end) s (whole video when None), re-encoded to `target`."""
@@ -164,6 +183,7 @@ class ClipJob:
     start: Optional[float] = None
     end: Optional[float] = None
     missing_reason: str = "source video not found"
+    gop: int = DEFAULT_GOP
 
 
 def convert_clip(job: ClipJob) -> Outcome:
@@ -175,7 +195,7 @@ def convert_clip(job: ClipJob) -> Outcome:
         return Outcome(job.key, "failed", job.missing_reason)
     try:
         with atomic_path(job.target) as temporary:
-            transcode(job.source, temporary, job.short_side, job.start, job.end)
+            transcode(job.source, temporary, job.short_side, job.start, job.end, gop_options(job.gop))
             reason = decode_failure(temporary)
             if reason:
                 raise ValueError(f"re-encoded file does not decode: {reason}")

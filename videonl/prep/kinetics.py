@@ -20,8 +20,8 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from videonl.prep.common import (ClipJob, add_common_arguments, convert_clip, remove_leftovers, report,
-                              run_jobs, write_json, write_list)
+from videonl.prep.common import (ClipJob, add_common_arguments, add_encoding_arguments, convert_clip,
+                                 remove_leftovers, report, run_jobs, write_json, write_list)
 
 UNLABELLED = -1
 
@@ -67,7 +67,8 @@ def download(youtube_id: str, raw_dir: Path) -> Optional[Path]:
     return next(iter(sorted(raw_dir.glob(f"{youtube_id}.*"))), None)
 
 
-def build_jobs(rows, classes, split, out_dir: Path, raw: Dict[str, Path], short_side: int) -> List[ClipJob]:
+def build_jobs(rows, classes, split, out_dir: Path, raw: Dict[str, Path], short_side: int,
+               gop: int) -> List[ClipJob]:
     jobs = []
     for row in rows:
         label = row["label"]
@@ -76,7 +77,7 @@ def build_jobs(rows, classes, split, out_dir: Path, raw: Dict[str, Path], short_
             key=clip_name(row), source=raw.get(row["youtube_id"]),
             target=out_dir / split / folder / f"{clip_name(row)}.mp4",
             label=classes[label] if label in classes else UNLABELLED, short_side=short_side,
-            start=float(row["time_start"]), end=float(row["time_end"]), missing_reason="not downloaded"))
+            start=float(row["time_start"]), end=float(row["time_end"]), missing_reason="not downloaded", gop=gop))
     return jobs
 
 
@@ -92,6 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "when --split is train; not needed once {out}/classes.json exists)")
     parser.add_argument("--short-side", type=int, default=256, help="short side of the output in pixels "
                         "(256 as the non-local release; 320 for larger jitter)")
+    add_encoding_arguments(parser)
     add_common_arguments(parser)
     return parser.parse_args(argv)
 
@@ -108,7 +110,7 @@ def main(argv=None) -> dict:
         raise SystemExit("--download needs yt-dlp on the PATH (pip install yt-dlp)")
     raw = index_raw_videos(raw_dir) if raw_dir.is_dir() else {}
     remove_leftovers(args.out_dir / args.split)
-    jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side)
+    jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side, args.gop)
     if args.download:
         for job, row in tqdm(list(zip(jobs, rows)), desc="download", unit="video"):
             if job.source is None and not job.target.exists():

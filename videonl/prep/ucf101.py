@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from videonl.prep.common import (ClipJob, Outcome, add_common_arguments, convert_clip, remove_leftovers,
-                              report, run_jobs, write_list)
+from videonl.prep.common import (ClipJob, Outcome, add_common_arguments, add_encoding_arguments, convert_clip,
+                                 remove_leftovers, report, run_jobs, write_list)
 
 
 def read_class_index(path: Path) -> Dict[str, int]:
@@ -58,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="which splits")
     parser.add_argument("--reencode", action="store_true", help="re-encode to H.264 mp4 under {out}/videos")
     parser.add_argument("--short-side", type=int, default=256, help="short side when re-encoding")
+    add_encoding_arguments(parser)
     add_common_arguments(parser)
     return parser.parse_args(argv)
 
@@ -75,7 +76,7 @@ def main(argv=None) -> Dict[str, dict]:
             entries = read_split(args.splits_dir / list_name, classes)
             jobs = [ClipJob(key=relative, source=files.get(relative.lower()),
                             target=args.out_dir / "videos" / Path(relative).with_suffix(".mp4"),
-                            label=label, short_side=args.short_side) for relative, label in entries]
+                            label=label, short_side=args.short_side, gop=args.gop) for relative, label in entries]
             if args.reencode:
                 outcomes = run_jobs(convert_clip, jobs, args.workers, f"ucf101 {kind} split {k}")
             else:
