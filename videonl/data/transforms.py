@@ -12,6 +12,8 @@ from typing import List, Sequence, Tuple
 import torch
 import torchvision.transforms.v2.functional as F
 
+from videonl.models.input_spec import CHANNEL_ORDERS
+
 TEST_CROPS = ("3crop", "center", "full")
 
 
@@ -45,8 +47,14 @@ def to_model_layout(frames: torch.Tensor) -> torch.Tensor:
     return frames.transpose(-4, -3)
 
 
-def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [..., C, T, H, W] -> float, scaled to [0, 1] then standardised per channel."""
+def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+              channel_order: str = "RGB") -> torch.Tensor:
+    """uint8 RGB [..., C, T, H, W] -> float in `channel_order` (BGR reverses the channels), scaled to [0, 1]
+    then standardised per channel (`mean` and `std` listed in that order)."""
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"DATA.CHANNEL_ORDER must be one of {', '.join(CHANNEL_ORDERS)}, got '{channel_order}'")
+    if channel_order == "BGR":
+        clips = clips.flip(-4)
     shape = (len(mean), 1, 1, 1)
     mean = torch.tensor(mean, device=clips.device).view(shape) * 255
     scale = 1 / (torch.tensor(std, device=clips.device).view(shape) * 255)
@@ -56,11 +64,12 @@ def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
 class TrainTransform:
     """Short side random in [min, max], a random square crop, a random horizontal flip, normalisation."""
 
-    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std, normalize=True):
+    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std, channel_order="RGB",
+                 normalize=True):
         self.jitter_scales = tuple(jitter_scales)
         self.crop_size = crop_size
         self.flip = flip
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channel_order = tuple(mean), tuple(std), channel_order
         self.normalize = normalize
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
@@ -70,7 +79,7 @@ class TrainTransform:
         if self.flip and bool(torch.rand(()) < 0.5):
             clip = F.horizontal_flip(clip)
         clip = to_model_layout(clip)
-        return normalize(clip, self.mean, self.std) if self.normalize else clip.contiguous()
+        return normalize(clip, self.mean, self.std, self.channel_order) if self.normalize else clip.contiguous()
 
 
 class EvalTransform:
@@ -81,13 +90,13 @@ class EvalTransform:
     Views are ordered clip-major: view v is clip v // crops, crop v % crops.
     """
 
-    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std, normalize=True):
+    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std, channel_order="RGB", normalize=True):
         if crop not in TEST_CROPS:
             raise ValueError(f"unknown test crop '{crop}'; choose from {', '.join(TEST_CROPS)}")
         self.short_side = short_side
         self.crop_size = crop_size
         self.crop = crop
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channel_order = tuple(mean), tuple(std), channel_order
         self.normalize = normalize
 
     @property
@@ -116,4 +125,4 @@ class EvalTransform:
             for crop, (top, left, height, width) in enumerate(windows):
                 cut = resized[clip_positions, top:top + height, left:left + width]  # [T, h, w, C]
                 views[clip * len(windows) + crop].copy_(cut.permute(3, 0, 1, 2))
-        return normalize(views, self.mean, self.std) if self.normalize else views
+        return normalize(views, self.mean, self.std, self.channel_order) if self.normalize else views
