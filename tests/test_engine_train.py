@@ -21,7 +21,7 @@ from videonl.config import load_cfg
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.train import NonFiniteError
 from videonl.models.build import build_model
-from videonl.models.input_spec import CAFFE2_INPUT
+from videonl.models.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.models.weights import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,11 +144,15 @@ def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last
 def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_classifier(data_dir, tmp_path):
     source_cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4"])  # the demo's 8 classes
     source = build_model(source_cfg, init=False)
-    save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg)
+    save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg, input_spec=CAFFE2_INPUT)
     train_net.main(tiny(data_dir, tmp_path / "run", "MODEL.INIT", str(tmp_path / "eight_classes.pth"),
                         "SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
                         "SOLVER.BASE_LR", "0.0"))
-    trained = final_weights(tmp_path / "run", 2)
+    checkpoint = load_checkpoint(str(tmp_path / "run" / "checkpoints" / "iter_0000002.pth"))
+    # fine-tuned on the input the initial weights expect, and on this data's classes
+    assert InputSpec.from_record(checkpoint["input"]).config_values() == CAFFE2_INPUT.config_values()
+    assert checkpoint["classes"] == ["right", "left"]
+    trained = checkpoint["model"]
     assert trained["head.fc.weight"].shape == (2, source.head.fc.in_features)
     torch.testing.assert_close(trained["res5.0.conv_b.weight"], source.res5[0].conv_b.weight)
 
