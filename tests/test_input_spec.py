@@ -27,7 +27,8 @@ CPU = torch.device("cpu")
 
 def uint8_clip(frames: int = 4, size: int = 64) -> torch.Tensor:
     """[1, C, T, H, W] RGB frames as a decoder gives them, in the model's layout."""
-    return torch.randint(0, 256, (1, 3, frames, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (1, 3, frames, size, size), dtype=torch.uint8, generator=generator)
 
 
 def pytorchvideo_normalisation():

@@ -43,7 +43,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 
 @dataclasses.dataclass
 class Prediction:
-    """One video's outcome: its views' averaged softmax over the classes, or the reason it could not be read."""
+    """One video's outcome: its views' averaged softmax over the classes, or (`error`) why it could not be read."""
 
     path: str
     probabilities: Optional[np.ndarray]
@@ -104,8 +104,8 @@ class Predictor:
         with torch.no_grad():
             for batch in loader:
                 path = dataset.records[int(batch["index"][0])].path
-                if not batch["valid"][0]:
-                    yield Prediction(path, None, self.class_names, batch["error"][0])
+                if not batch["valid"][0]:  # the dataset's error is "path: reason"
+                    yield Prediction(path, None, self.class_names, batch["error"][0].removeprefix(f"{path}: "))
                     continue
                 views = view_probabilities(self.model, batch["views"], self.cfg, self.device)[0]
                 yield Prediction(path, views.mean(dim=0).numpy(), self.class_names)
@@ -115,12 +115,13 @@ class Predictor:
 
 
 def find_videos(paths: Iterable[str]) -> List[str]:
-    """Each named file as it is, and the video files (by extension) under each named folder, sorted."""
+    """Each named file as it is, and the video files (by extension) under each named folder (symbolic links
+    followed), sorted."""
     found = []
     for path in paths:
         if os.path.isdir(path):
-            found += sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                            if name.lower().endswith(VIDEO_EXTENSIONS))
+            found += sorted(os.path.join(root, name) for root, _, names in os.walk(path, followlinks=True)
+                            for name in names if name.lower().endswith(VIDEO_EXTENSIONS))
         else:
             found.append(path)
     return found
