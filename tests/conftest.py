@@ -8,6 +8,32 @@ TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # the helper modules, and the checkout
 
 import videos  # noqa: E402
+from videonl.data import decode as decode_module  # noqa: E402
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Which decoder backends this machine let the suite test; the others' tests skip with the reason."""
+    status = {name: decode_module.backend_status(name) for name in decode_module.BACKEND_NAMES}
+    tested = [name for name, (usable, _) in status.items() if usable]
+    skipped = [f"; skipped: {name}, not usable here: {why}" for name, (usable, why) in status.items() if not usable]
+    terminalreporter.write_line(f"decoder backends tested: {', '.join(tested) or 'none'}" + "".join(skipped))
+
+
+@pytest.fixture
+def torchcodec_without_ffmpeg(monkeypatch):
+    """A fresh machine's torchcodec: it imports, but loading its native library fails when it opens a file
+    (no system FFmpeg libraries). Backends are probed afresh; the list holds the paths it was asked to open."""
+    decoders = pytest.importorskip("torchcodec.decoders")
+    attempts = []
+
+    def failing_load(source, *args, **kwargs):
+        attempts.append(source)
+        raise RuntimeError("Could not load libtorchcodec. Likely causes:\n  1. FFmpeg is not properly installed")
+
+    monkeypatch.setattr(decoders, "VideoDecoder", failing_load)
+    monkeypatch.setattr(decode_module, "_AVAILABILITY", {})
+    monkeypatch.setattr(decode_module, "_AUTO_ORDER", [])
+    return attempts
 
 
 @pytest.fixture(scope="session")

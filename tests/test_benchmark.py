@@ -1,3 +1,6 @@
+import subprocess
+from pathlib import Path
+
 from videonl.benchmark.__main__ import main
 
 
@@ -9,6 +12,7 @@ def test_nonlocal_benchmark_reports_each_implementation(capsys):
     assert plain[:3] == ["32f-res4", "1", "plain"] and fast[:3] == ["32f-res4", "1", "fast"]
     assert all(float(value) > 0 for value in plain[3:5] + fast[3:5])
     assert "vs plain:" in lines[2]
+
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -82,3 +86,17 @@ def test_interleaved_takes_turns_and_reverses_the_order_every_other_round():
     medians = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, torch.device("cpu"),
                           warmup=1, repeat=3)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and set(medians) == {"a", "b"}
+
+
+# ------------------------------------------------------------------------------------------ transforms
+
+def test_transforms_benchmark_times_each_row_against_a_revision(capsys):
+    if subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    main(["transforms", "--size", "288x256", "--video-frames", "40", "--repeat", "1", "--against", "HEAD"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["row", "ours", "HEAD", "ours", "/", "theirs"]
+    rows = {line[:8].strip(): [float(value) for value in line[8:].split()] for line in lines[2:]}
+    assert set(rows) == {"train", "test 10", "test 30"} and all(len(v) == 3 and v[1] > 0 for v in rows.values())
+    with pytest.raises(SystemExit, match="--against needs a git checkout holding no-such-revision"):
+        main(["transforms", "--against", "no-such-revision"])

@@ -1,7 +1,9 @@
+import functools
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 import videonl.config as config_module
 from videonl.config import ConfigError, get_cfg, load_cfg
@@ -9,7 +11,10 @@ from videonl.models import build_model
 from videonl.models.registry import context_block_names
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+KINETICS_MODELS = sorted((ROOT / "configs" / "kinetics400").glob("*.yaml"))
+MODEL_CONFIGS = KINETICS_MODELS + sorted((ROOT / "configs" / "demo").glob("*.yaml"))
+# Dataset recipes: given after a model's config, they hold only what the dataset changes.
+RECIPES = [p for folder in ("ucf101", "mini_kinetics200") for p in sorted((ROOT / "configs" / folder).glob("*.yaml"))]
 
 
 def _leaf_keys(node, prefix=""):
@@ -88,19 +93,59 @@ def test_every_config_loads_and_builds(path):
     assert model.head.fc.out_features == cfg.MODEL.NUM_CLASSES
 
 
-BACKBONES = ["c2d_r50_8x8", "i3d_r50_8x8", "slow_r50_8x8", "c2d_r50_32x2", "i3d_r50_32x2", "i3d333_r50_32x2",
-             "c2d_r101_32x2", "i3d_r101_32x2"]
+def _named_keys(path: Path) -> set:
+    """The dotted keys a YAML file sets itself or through its `_BASE_` chain."""
+    content = yaml.safe_load(path.read_text())
+    bases = content.pop("_BASE_", [])
+    named = set(_leaf_keys(content))
+    for base in [bases] if isinstance(bases, str) else bases:
+        named |= _named_keys(path.parent / base)
+    return named
 
 
-@pytest.mark.parametrize("dataset, classes", [("mini_kinetics200", 200), ("ucf101", 101)])
-def test_dataset_variants_change_only_data_and_classes(dataset, classes):
-    variants = sorted((ROOT / "configs" / dataset).glob("*.yaml"))
-    assert set(BACKBONES) <= {v.stem for v in variants}
-    for variant in variants:
-        ours, theirs = load_cfg(str(variant)), load_cfg(str(ROOT / "configs" / "kinetics400" / variant.name))
-        assert ours.MODEL.NUM_CLASSES == classes
-        different = {k for k in _leaf_keys(ours) if _get(ours, k) != _get(theirs, k)}
-        assert different == {"MODEL.NUM_CLASSES", "DATA.PATH_TO_DATA_DIR"}, variant
+def test_every_config_is_a_model_a_recipe_or_a_base():
+    configs = {p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts}
+    assert configs == set(MODEL_CONFIGS) | set(RECIPES)
+    assert {p.parent.name for p in RECIPES} == {"ucf101", "mini_kinetics200"}
+
+
+@functools.lru_cache(maxsize=None)
+def _model_cfg(path: Path):
+    return load_cfg(str(path))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_a_recipe_after_any_model_sets_its_own_keys_and_nothing_else(recipe):
+    named, alone = _named_keys(recipe), load_cfg(str(recipe))
+    assert "MODEL.NUM_CLASSES" in named
+    assert not {key.split(".")[0] for key in named} & {"RESNET", "CONTEXT", "NONLOCAL", "GC", "CGNL", "SGE", "COT"}
+    for model in KINETICS_MODELS:
+        base, composed = _model_cfg(model), load_cfg([str(model), str(recipe)])
+        assert {k for k in named if _get(composed, k) != _get(alone, k)} == set(), model
+        changed = {k for k in _leaf_keys(composed) if _get(composed, k) != _get(base, k)}
+        assert changed <= named and "MODEL.NUM_CLASSES" in changed, model
+
+
+@pytest.mark.parametrize("recipe, classes, data_dir, init_required", [
+    ("ucf101/finetune.yaml", 101, "data/ucf101/split1", True),
+    ("ucf101/split2.yaml", 101, "data/ucf101/split2", True),
+    ("ucf101/split3.yaml", 101, "data/ucf101/split3", True),
+    ("mini_kinetics200/train.yaml", 200, "data/mini_kinetics200", False),
+])
+def test_recipes_name_their_data_and_build_their_classifier(recipe, classes, data_dir, init_required, monkeypatch,
+                                                            tmp_path):
+    monkeypatch.chdir(tmp_path)  # _BASE_ paths are relative to the file, not to the working folder
+    model = str(ROOT / "configs" / "kinetics400" / "nl_i3d_r50_8x8.yaml")
+    cfg = load_cfg([model, str(ROOT / "configs" / recipe)], ["RESNET.WIDTH", "4"])
+    assert (cfg.DATA.PATH_TO_DATA_DIR, cfg.TRAIN.REQUIRE_INIT) == (data_dir, init_required)
+    assert cfg.OUTPUT_DIR != get_cfg().OUTPUT_DIR  # the splits' runs never resume one another's checkpoints
+    assert build_model(cfg).head.fc.out_features == classes
+
+
+def test_ucf101_splits_share_the_split_1_schedule():
+    split1, split3 = (load_cfg(str(ROOT / "configs" / "ucf101" / name)) for name in ("finetune.yaml", "split3.yaml"))
+    assert (split3.SOLVER.MAX_ITER, split3.SOLVER.BASE_LR, split3.MODEL.DROPOUT) == (
+        split1.SOLVER.MAX_ITER, split1.SOLVER.BASE_LR, split1.MODEL.DROPOUT)
 
 
 def _get(cfg, dotted):

@@ -10,7 +10,7 @@ from videonl.data.datasets import VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import read_frames
 from videonl.data.loader import ShardSampler, TrainSampler, build_dataset, build_loader
 from videonl.data.sampling import uniform_clips
-from videonl.data.transforms import EvalTransform
+from videonl.data.transforms import EvalTransform, normalize
 from videos import BAD, GOOD
 
 
@@ -223,3 +223,32 @@ def test_seeded_training_items_do_not_depend_on_the_process_drawing_them(tmp_pat
     assert torch.equal(dataset[(0, 1234)]["clip"], first)
     assert torch.equal(torch.get_rng_state(), state)
     assert not torch.equal(dataset[(0, 4321)]["clip"], first)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_clips_reach_the_model_in_its_memory_format_with_the_same_output(
+        tmp_path, video_dir, channels_last):
+    from helpers import randomize_batch_norms
+    from videonl.data.loader import model_input, view_batches
+    from videonl.engine.evaluate import view_probabilities
+    from videonl.engine.runtime import place_model
+    from videonl.models import build_model
+
+    cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
+    cfg.merge_from_list(["TRAIN.CHANNELS_LAST", channels_last, "TEST.VIEWS_PER_FORWARD", 4, "RESNET.WIDTH", 8, "RESNET.BLOCKS", [1, 1, 1, 1],
+                         "MODEL.NUM_CLASSES", 5, "MODEL.HEAD_POOL", 1])
+    cut_layout = torch.channels_last_3d
+    model_layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    clips = next(iter(build_loader(cfg, "train")))["clip"]  # [2, C, T, S, S]
+    assert clips.is_contiguous(memory_format=cut_layout)
+    assert model_input(clips, cfg, torch.device("cpu")).is_contiguous(memory_format=model_layout)
+    views = next(iter(build_loader(cfg, "test")))["views"]  # [2 videos, 6 views, C, T, H, W], as cut
+    assert views.flatten(0, 1).is_contiguous(memory_format=cut_layout)
+    assert all(c.is_contiguous(memory_format=model_layout) for c in view_batches(views, cfg, torch.device("cpu")))
+
+    model = randomize_batch_norms(build_model(cfg)).eval()
+    with torch.no_grad():
+        plain_input = normalize(views.flatten(0, 1).contiguous(), cfg.DATA.MEAN, cfg.DATA.STD)
+        expected = model(plain_input).softmax(-1).view(2, 6, -1)  # contiguous model and input, as before
+        got = view_probabilities(place_model(model, cfg, torch.device("cpu")), views, cfg, torch.device("cpu"))
+    assert torch.allclose(got, expected, atol=1e-5)

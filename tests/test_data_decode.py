@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from videonl.data import decode as decode_module
-from videonl.data.decode import DecodeError, backend_status, decode, read_frames
+from videonl.data.decode import DecodeError, available_backends, backend_order, backend_status, decode, read_frames
 from videos import BAD, BRIGHTNESS_STEP, GOOD, brightness
 
 ALL_BACKENDS = ["decord", "pyav", "torchcodec"]
@@ -15,8 +15,7 @@ PIXEL_TOLERANCE = 3.0
 def usable(backend):
     ok, why = backend_status(backend)
     if not ok:
-        pytest.skip(f"{backend} is not usable here ({why}); torchcodec needs the system FFmpeg libraries, "
-                    "see .ci/run")
+        pytest.skip(f"{backend} is not usable here: {why}")
     return backend
 
 
@@ -143,6 +142,21 @@ def test_auto_orders_backends_by_measured_speed(video_dir, monkeypatch):
     decode(video_dir / "plain.mp4", [0, 1], "auto")
     assert sorted(decode_module._AUTO_ORDER) == sorted(available)
     assert decode_module._AUTO_ORDER[-1] == slow or len(available) == 1
+
+
+def test_a_backend_that_imports_but_cannot_load_its_native_library_is_never_used(video_dir,
+                                                                                torchcodec_without_ffmpeg):
+    usable, why = backend_status("torchcodec")
+    assert not usable and "Could not load libtorchcodec" in why and "FFmpeg" in why
+    assert "torchcodec" not in available_backends() and available_backends()
+    assert "torchcodec" not in backend_order("auto") + backend_order(available_backends()[0])
+    with pytest.raises(ValueError, match="'torchcodec' is not usable here: .*Could not load libtorchcodec"):
+        decode(video_dir / "plain.mp4", [0], "torchcodec")
+    frames = decode(video_dir / "plain.mp4", [5], "auto")
+    assert abs(brightness(frames)[0] - 5 * BRIGHTNESS_STEP) < 6
+    assert "torchcodec" not in decode_module._AUTO_ORDER
+    assert len(torchcodec_without_ffmpeg) == 1, "probed once per process, on the probe clip, never on a video"
+    assert "probe" in str(torchcodec_without_ffmpeg[0])
 
 
 def test_unknown_backend_is_named():

@@ -9,6 +9,7 @@ import pytest
 
 from videonl.prep import check, common, demo, kinetics, mini_kinetics, ucf101
 from videonl.data.datasets import read_video_list
+from videonl.data import decode as decode_module
 from videonl.data.decode import read_frames
 from videos import write_h264, write_mpeg4_avi
 
@@ -178,6 +179,32 @@ def test_check_reports_and_drops_failing_videos(video_dir, tmp_path):
     assert [Path(r.path).name for r in read_video_list(str(listing))] == ["plain.mp4", "name with spaces.mp4"]
     failures = (tmp_path / "train_failures.txt").read_text()
     assert failures.startswith(f"{video_dir}/truncated.mp4\t") and "pyav:" in failures
+
+
+def test_check_all_never_fails_a_video_for_a_backend_unusable_here(video_dir, tmp_path, torchcodec_without_ffmpeg,
+                                                                  capsys):
+    listing = tmp_path / "train.csv"
+    listing.write_text(f"{video_dir}/plain.mp4 0\n{video_dir}/name with spaces.mp4 1\n")
+    counts = check.main(["--list", str(listing), "--backend", "all", "--drop", "--workers", "1"])
+    assert counts == {"done": 2, "skipped": 0, "failed": 0}
+    assert listing.read_text() == f"{video_dir}/plain.mp4 0\n{video_dir}/name with spaces.mp4 1\n"
+    assert "leaves out torchcodec, not usable here" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend, message", [("torchcodec", "--backend torchcodec is not usable here: "),
+                                              ("auto", "no decoder backend is usable here (decord: simulated")])
+def test_check_with_no_usable_backend_stops_before_reading_a_video(backend, message, video_dir, tmp_path, monkeypatch,
+                                                                   torchcodec_without_ffmpeg, capsys):
+    if backend == "auto":
+        for name in ("decord", "pyav"):
+            monkeypatch.setitem(decode_module._AVAILABILITY, name, (False, "simulated: not installed"))
+    listing = tmp_path / "train.csv"
+    listing.write_text(f"{video_dir}/plain.mp4 0\n")
+    with pytest.raises(SystemExit):
+        check.main(["--list", str(listing), "--backend", backend, "--drop", "--workers", "1"])
+    assert message in capsys.readouterr().err
+    assert listing.read_text() == f"{video_dir}/plain.mp4 0\n"
+    assert not (tmp_path / "train_failures.txt").exists()
 
 
 def shape_track(frames):

@@ -67,3 +67,15 @@ def test_text_report_and_table(capsys):
     main(["--table", "configs/kinetics400/c2d_r50_8x8.yaml"])
     table = capsys.readouterr().out.splitlines()
     assert table[2].startswith("| `configs/kinetics400/c2d_r50_8x8.yaml` | 8x224x224 | 24.33 | 19.49 |")
+
+
+def test_a_model_composed_with_a_dataset_recipe(capsys):
+    model = ["--cfg", "configs/kinetics400/i3d_r50_32x2.yaml"]
+    main([*model, "--json", *SMALL])
+    kinetics = json.loads(capsys.readouterr().out)
+    main([*model, "--cfg", "configs/ucf101/finetune.yaml", "--json", *SMALL])
+    ucf101 = json.loads(capsys.readouterr().out)
+    classifier_width = 4 * 32  # width 4: res5 has 4 * 32 channels
+    classifier_params = (400 - 101) * (classifier_width + 1)
+    assert round((kinetics["params_m"] - ucf101["params_m"]) * 1e6) == classifier_params
+    assert ucf101["stages"] == kinetics["stages"]

@@ -2,7 +2,10 @@
 
 For every run folder written by train_net.py: the model (its config's block and backbone), the newest test
 results (test/<weights>/summary.json: video-level top-1 / top-5 and mean class accuracy, with the clip-level
-top-1 labelled apart) and where its pictures are.
+top-1 labelled apart) and where its pictures are. `--mean` adds the runs' average, the figure UCF101 reports
+over its three splits:
+
+    python -m videonl.compare --mean output/ucf101/split1 output/ucf101/split2 output/ucf101/split3
 """
 
 import argparse
@@ -13,6 +16,7 @@ import sys
 from typing import List
 
 PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png")
+SCORES = ("top1", "top5", "mean_class_accuracy", "clip_top1")
 
 
 def newest_test(run_dir: str) -> str:
@@ -33,11 +37,19 @@ def run_row(run_dir: str) -> dict:
             "pictures": [path for path in pictures if os.path.isfile(path)]}
 
 
-def format_rows(rows: List[dict]) -> str:
+def mean_row(rows: List[dict]) -> dict:
+    """The runs' scores averaged with equal weight per run (as splits are averaged, not pooled)."""
+    return {"run": f"mean of {len(rows)} runs", **{key: sum(row[key] for row in rows) / len(rows) for key in SCORES},
+            "views_per_video": "/".join(sorted({str(row["views_per_video"]) for row in rows})),
+            "failed": sum(row["failed"] for row in rows), "videos": sum(row["videos"] for row in rows)}
+
+
+def format_rows(rows: List[dict], mean: bool = False) -> str:
     header = ("run", "video top-1", "video top-5", "mean class", "clip top-1", "views", "failed")
     table = [header] + [(row["run"], f"{row['top1']:.2f}", f"{row['top5']:.2f}",
                          f"{row['mean_class_accuracy']:.2f}", f"{row['clip_top1']:.2f}",
-                         str(row["views_per_video"]), f"{row['failed']}/{row['videos']}") for row in rows]
+                         str(row["views_per_video"]), f"{row['failed']}/{row['videos']}")
+                        for row in rows + [mean_row(rows)] * mean]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
@@ -51,8 +63,10 @@ def main(argv=None) -> List[dict]:
     parser = argparse.ArgumentParser(prog="python -m videonl.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="OUTPUT_DIR", help="run folders of train_net.py")
-    rows = [run_row(run) for run in parser.parse_args(argv).runs]
-    print(format_rows(rows))
+    parser.add_argument("--mean", action="store_true", help="add the runs' average (e.g. UCF101's three splits)")
+    args = parser.parse_args(argv)
+    rows = [run_row(run) for run in args.runs]
+    print(format_rows(rows, args.mean))
     return rows
 
 

@@ -26,7 +26,7 @@ def get_cfg() -> CfgNode:
     _C.MODEL.DROPOUT = 0.5  # dropout before the classifier (non-local paper: 0.5)
     _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, average the softmax (paper's test)
     _C.MODEL.HEAD_POOL = 7  # spatial window of the fully-convolutional test head (7 = res5 at 224 pixels)
-    _C.MODEL.INIT = ""  # "" random; "imagenet" torchvision weights inflated; or a path (.pth 2D/ours, .pkl Caffe2)
+    _C.MODEL.INIT = ""  # "" random; "imagenet" inflated; .pth/.pt/.pyth: ours, torchvision, PyTorchVideo; .pkl: Caffe2
 
     _C.RESNET = CfgNode()
     _C.RESNET.DEPTH = 50  # 50 or 101 (bottleneck blocks per stage: 3,4,6,3 or 3,4,23,3)
@@ -97,6 +97,7 @@ def get_cfg() -> CfgNode:
     # official 8-GPU config): batch 64, SGD, LR 0.01 divided by 10 at 150k and 300k, 400k iterations.
     _C.TRAIN = CfgNode()
     _C.TRAIN.ENABLE = True  # train (then test when TEST.ENABLE)
+    _C.TRAIN.REQUIRE_INIT = False  # fail before training when MODEL.INIT is empty (fine-tuning recipes)
     _C.TRAIN.AUTO_RESUME = True  # continue from the newest checkpoint in OUTPUT_DIR/checkpoints when there is one
     _C.TRAIN.CHECKPOINT_PERIOD = 5000  # iterations between checkpoints (one is always written at the end)
     _C.TRAIN.CHECKPOINT_KEEP = 3  # newest periodic checkpoints kept; older ones are deleted (0 = keep all)
@@ -139,7 +140,7 @@ def get_cfg() -> CfgNode:
     _C.DATA.TRAIN_SPLIT = "train"  # list file {PATH_TO_DATA_DIR}/{TRAIN_SPLIT}.csv used for training
     _C.DATA.VAL_SPLIT = "val"  # list used for the single-clip validation during training
     _C.DATA.DECODER = "auto"  # decord | pyav | torchcodec | auto (fastest available, timed on the first video)
-    _C.DATA.DECODER_FALLBACK = True  # try the other installed backends before a video counts as failed
+    _C.DATA.DECODER_FALLBACK = True  # try the other usable backends before a video counts as failed
     _C.DATA.TARGET_FPS = 0.0  # SAMPLING_RATE counts frames at this rate (e.g. 30); 0 = the video's own rate
     _C.DATA.TRAIN_JITTER_SCALES = [256, 320]  # training short side, drawn uniformly from [min, max]
     _C.DATA.RANDOM_FLIP = True  # random horizontal flip in training

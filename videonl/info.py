@@ -103,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "output shape per stage and context-block placement.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--cfg", help="config YAML file")
+    source.add_argument("--cfg", action="append", help="config YAML file; repeat to compose (a model, then a recipe)")
     source.add_argument("--table", nargs="+", metavar="CFG", help="print a Markdown table row per config file")
     parser.add_argument("--crop", type=int, help="view height and width (default: DATA.TRAIN_CROP_SIZE)")
     parser.add_argument("--frames", type=int, help="frames per view (default: DATA.NUM_FRAMES)")
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         return 0
     cfg = load_cfg(args.cfg, args.opts)
     report = model_report(cfg, crop=args.crop, frames=args.frames)
-    print(json.dumps(report, indent=2) if args.json else format_report(args.cfg, report))
+    print(json.dumps(report, indent=2) if args.json else format_report(" + ".join(args.cfg), report))
     return 0
 
 

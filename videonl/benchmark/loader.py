@@ -128,7 +128,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--cfg", required=True, help="config YAML file (its test list is read)")
     parser.add_argument("--list", help="list file to read instead of the config's test list")
     parser.add_argument("--backend", action="append", choices=("decord", "pyav", "torchcodec"),
-                        help="backend to time (repeatable; default: every installed one)")
+                        help="backend to time (repeatable; default: every one usable here)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: DATALOADER.NUM_WORKERS)")
     parser.add_argument("--videos", type=int, default=8, help="how many videos of the list to read")
     parser.add_argument("--repeat", type=int, default=1, help="timed passes per row (median is reported)")

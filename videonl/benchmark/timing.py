@@ -20,11 +20,12 @@ def _resident_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
-    start = time.perf_counter()
+def _seconds(fn: Callable[[], object], device: torch.device,
+             clock: Callable[[], float] = time.perf_counter) -> float:
+    start = clock()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeat: int = 3) -> Dict[str, float]:
@@ -52,13 +53,14 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
 
 
 def interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, warmup: int = 1,
-                repeat: int = 3) -> Dict[str, float]:
+                repeat: int = 3, clock: Callable[[], float] = time.perf_counter) -> Dict[str, float]:
     """Median seconds per call of each of `fns`, called in turn, the order reversed every other round
     (a, b, b, a, a, b, ...).
 
     Taking turns spreads a change in the load of a shared machine over every callable alike, so the
     ratios of the medians hold where the medians themselves drift; reversing keeps any cost of coming
-    first or after another from falling on one callable only.
+    first or after another from falling on one callable only. `clock` may be `time.process_time` for CPU
+    work: the CPU time of this process, which a loaded machine disturbs much less than the wall time.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -68,7 +70,7 @@ def interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, w
     for round_ in range(repeat):
         order = list(fns.items()) if round_ % 2 == 0 else list(fns.items())[::-1]
         for name, fn in order:
-            times[name].append(_seconds(fn, device))
+            times[name].append(_seconds(fn, device, clock))
     return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 

@@ -1,15 +1,21 @@
-"""Frames out of a video file: `decode(path, indices)` -> uint8 tensor [T, H, W, C].
+"""Frames out of a video file: `read_frames(path, choose)` -> (distinct frames, positions into them, info).
+
+`read_frames` is the main call: it decodes each distinct frame once and lets the sampler choose indices from
+the video's own frame count, so all the views of a test video come from one read. `decode(path, indices)`
+-> uint8 [T, H, W, C] in the order asked for is the shorthand for a fixed list of indices.
 
 Three backends read the same files: decord, PyAV and (optionally, it needs the system FFmpeg libraries)
-torchcodec. `auto` times every available backend on the first file a process reads and keeps the fastest
-first; whichever backend is first, the others are fallbacks, so a file counts as bad only when every
-backend has failed on it. Frame numbers count frames in display order (not timestamps), which is what
+torchcodec. A backend counts as available only when it decodes a two-frame probe clip in this process:
+importing is not enough. `auto` times every available backend on the first file a process reads and keeps
+the fastest first; whichever backend is first, the others are fallbacks, so a file counts as bad only when
+every backend has failed on it. Frame numbers count frames in display order (not timestamps), which is what
 all three backends agree on, also for variable-frame-rate files. Indices past the last frame wrap around,
 as the official non-local code loops short videos.
 """
 
 import importlib.util
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple, Union
@@ -111,31 +117,56 @@ _OPENERS: Dict[str, Callable[[str], object]] = {
     "pyav": _PyAVVideo,
     "torchcodec": _TorchcodecVideo,
 }
-_MODULES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec.decoders"}
+_PACKAGES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec"}
+# What a backend that imports may still lack; said with the reason it cannot decode.
+_NEEDS = {"torchcodec": "torchcodec needs FFmpeg's shared libraries (4 to 9) installed on the system"}
 
 
-def _importable(backend: str) -> Tuple[bool, str]:
-    try:
-        importlib.import_module(_MODULES[backend])
-        return True, ""
-    except Exception as err:  # torchcodec raises OSError/RuntimeError when FFmpeg libraries are missing
-        return False, _first_line(err)
+def _write_probe_clip(path: str) -> None:
+    """Two black frames of MPEG-4 part 2 in mp4: FFmpeg's own encoder, so every PyAV build can write it."""
+    import av
+
+    with av.open(path, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(2):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), "rgb24")))
+        container.mux(stream.encode())
+
+
+def _probe(backend: str) -> Tuple[bool, str]:
+    """Can `backend` decode a clip here? Importing is not enough: torchcodec imports without FFmpeg's system
+    libraries and fails only when it loads its native library to open a file."""
+    if importlib.util.find_spec(_PACKAGES[backend]) is None:
+        return False, "not installed"
+    with tempfile.TemporaryDirectory(prefix="videonl_probe_") as folder:
+        clip = os.path.join(folder, "probe.mp4")
+        try:
+            _write_probe_clip(clip)
+        except Exception as err:
+            return False, f"no probe clip could be written with PyAV ({_first_line(err)})"
+        try:
+            _read_with(backend, clip, [0, 1])
+            return True, ""
+        except Exception as err:
+            failure = f"decoding a probe clip failed with {_first_line(err)}"
+            return False, f"{_NEEDS[backend]}; {failure}" if backend in _NEEDS else failure
 
 
 _AVAILABILITY: Dict[str, Tuple[bool, str]] = {}
 
 
 def backend_status(backend: str) -> Tuple[bool, str]:
-    """(usable, why not) for one backend, imported once per process."""
+    """(usable, why not) for one backend, probed once per process by decoding a two-frame clip."""
     if backend not in _OPENERS:
         raise ValueError(f"unknown decoder backend '{backend}'; choose from auto, {', '.join(BACKEND_NAMES)}")
     if backend not in _AVAILABILITY:
-        spec_found = importlib.util.find_spec(_MODULES[backend].split(".")[0]) is not None
-        _AVAILABILITY[backend] = _importable(backend) if spec_found else (False, "not installed")
+        _AVAILABILITY[backend] = _probe(backend)
     return _AVAILABILITY[backend]
 
 
 def available_backends() -> List[str]:
+    """The backends that decoded the probe clip in this process, in the fixed order of BACKEND_NAMES."""
     return [name for name in BACKEND_NAMES if backend_status(name)[0]]
 
 
@@ -211,7 +242,7 @@ def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
         except Exception as err:
             reasons.append(f"{name}: {_first_line(err)}")
     if not reasons:
-        raise DecodeError(path, "no decoder backend is installed")
+        raise DecodeError(path, "no decoder backend is usable here")
     raise DecodeError(path, "; ".join(reasons))
 
 

@@ -4,14 +4,16 @@ Batch formats, for the training loop and the evaluator:
 
 train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
-    The loop adds up len(batch["failures"]) per epoch and logs it.
+    The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
 val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
              "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
     `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
     time (video-major); concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row
     with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
-Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise; pass every clip
-or group of views through `model_input(tensor, cfg, device)`, which moves it and normalises it when needed.
+Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
+channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
+`model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
+format.
 
 Training uses `TrainSampler`: a seeded permutation per epoch, cut into global batches of which each rank takes
 its slice, yielding (index, seed) pairs so that a clip's augmentation depends only on TRAIN.SEED, the epoch
@@ -31,7 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.transforms import normalize
@@ -93,9 +95,15 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def stack_clips(clips: List[torch.Tensor]) -> torch.Tensor:
+    """Clips [..., C, T, H, W] stacked in their channels-last physical order [..., T, H, W, C]: plain copies
+    (into shared memory in a loader worker), where torch.stack could reorder every pixel."""
+    return default_collate([clip.movedim(-4, -1) for clip in clips]).movedim(-1, -4)
+
+
 def collate_train(items: List[Dict]) -> Dict:
     return {
-        "clip": torch.stack([item["clip"] for item in items]),
+        "clip": stack_clips([item["clip"] for item in items]),
         "label": torch.tensor([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "failures": [failure for item in items for failure in item["failures"]],
@@ -105,7 +113,7 @@ def collate_train(items: List[Dict]) -> Dict:
 def collate_views(items: List[Dict]) -> Dict:
     decoded = [item["views"] for item in items if item["views"] is not None]
     return {
-        "views": torch.stack(decoded) if decoded else torch.empty(0),
+        "views": stack_clips(decoded) if decoded else torch.empty(0),
         "label": torch.tensor([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "valid": torch.tensor([item["views"] is not None for item in items]),
@@ -160,12 +168,13 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
 
 def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
     """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE;
-    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's memory format (channels-last-3d with
-    TRAIN.CHANNELS_LAST)."""
+    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's memory format: channels-last-3d with
+    TRAIN.CHANNELS_LAST (the loader's own layout, so no copy), else contiguous (reordered on the device)."""
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
         clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD, cfg.DATA.CHANNEL_ORDER)
-    return clips.contiguous(memory_format=torch.channels_last_3d) if cfg.TRAIN.CHANNELS_LAST else clips
+    layout = torch.channels_last_3d if cfg.TRAIN.CHANNELS_LAST else torch.contiguous_format
+    return clips.contiguous(memory_format=layout)
 
 
 def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:

@@ -46,7 +46,7 @@ def set_rng_state(state: dict) -> None:
 
 
 class CheckpointManager:
-    """Writes, lists, prunes and reads one run's training checkpoints."""
+    """Writes, lists and prunes one run's training checkpoints (`weights.load_checkpoint` reads them)."""
 
     def __init__(self, output_dir: str, keep: int = 0):
         self.folder = os.path.join(output_dir, "checkpoints")

@@ -37,6 +37,9 @@ def _solver_problems(cfg) -> List[str]:
         problems.append("SOLVER.MAX_ITER and SOLVER.REFERENCE_BATCH_SIZE must be positive")
     if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
         problems.append(f"TRAIN.MIXED_PRECISION '{cfg.TRAIN.MIXED_PRECISION}' is not one of {', '.join(PRECISIONS)}")
+    if cfg.TRAIN.REQUIRE_INIT and not cfg.MODEL.INIT:
+        problems.append("MODEL.INIT is empty, but this recipe fine-tunes pretrained weights (TRAIN.REQUIRE_INIT): "
+                        "add MODEL.INIT path/to/checkpoint.pth (e.g. the model's Kinetics-400 checkpoint)")
     return problems
 
 

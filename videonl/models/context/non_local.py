@@ -64,11 +64,13 @@ def attend_without_matrix(q, k, v, instantiation: str, scale: float) -> torch.Te
     Softmax: the fused kernel. The CPU's fused kernel takes only inputs whose channels are contiguous; given
     strided windows (a whole clip is a transposed view) it falls back silently to the plain computation,
     hence the copies. Dot product: q (k^T v) / M reassociates (q k^T / M) v, the same numbers in
-    (L + M) d^2 multiply-adds instead of 2 L M d.
+    (L + M) d^2 multiply-adds instead of 2 L M d. The softmax inputs go in as one head, [windows, 1, positions,
+    channels]: the ONNX exporter translates only 4-D attention.
     """
     if instantiation == "dot_product":
         return q @ (k.transpose(1, 2) @ v) / k.shape[1]
-    return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), scale=scale)
+    q, k, v = (t.contiguous().unsqueeze(1) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, scale=scale).squeeze(1)
 
 
 @register_context_block("nonlocal")
