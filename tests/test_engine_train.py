@@ -21,6 +21,7 @@ from videonl.config import load_cfg
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.train import NonFiniteError
 from videonl.models.build import build_model
+from videonl.models.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.models.weights import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,11 +144,15 @@ def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last
 def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_classifier(data_dir, tmp_path):
     source_cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4"])  # the demo's 8 classes
     source = build_model(source_cfg, init=False)
-    save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg)
+    save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg, input_spec=CAFFE2_INPUT)
     train_net.main(tiny(data_dir, tmp_path / "run", "MODEL.INIT", str(tmp_path / "eight_classes.pth"),
                         "SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
                         "SOLVER.BASE_LR", "0.0"))
-    trained = final_weights(tmp_path / "run", 2)
+    checkpoint = load_checkpoint(str(tmp_path / "run" / "checkpoints" / "iter_0000002.pth"))
+    # fine-tuned on the input the initial weights expect, and on this data's classes
+    assert InputSpec.from_record(checkpoint["input"]).config_values() == CAFFE2_INPUT.config_values()
+    assert checkpoint["classes"] == ["right", "left"]
+    trained = checkpoint["model"]
     assert trained["head.fc.weight"].shape == (2, source.head.fc.in_features)
     torch.testing.assert_close(trained["res5.0.conv_b.weight"], source.res5[0].conv_b.weight)
 
@@ -189,17 +194,21 @@ def test_help_points_at_the_config_reference(capsys):
 
 
 def test_evaluation_command_reads_a_caffe2_pkl_as_it_reads_our_checkpoint(data_dir, tmp_path):
+    """The .pkl is evaluated on the release's input (mean 114.75, std 57.375 on [0, 255]): as our checkpoint of
+    the same weights recording that input, and unlike one recording the config's (ImageNet) input."""
     from test_convert import caffe2_blobs, write_pickle  # the Caffe2 naming, written by the converter's tests
 
     plain = ["CONTEXT.BLOCK", "", "CONTEXT.RES3", "[]", "CONTEXT.RES4", "[]"]
     cfg = load_cfg(DEMO_CFG, [*tiny(data_dir, tmp_path)[2:], *plain])
     model = build_model(cfg, init=False)
-    save_checkpoint(str(tmp_path / "ours.pth"), model, cfg)
+    save_checkpoint(str(tmp_path / "ours.pth"), model, cfg, input_spec=CAFFE2_INPUT)
+    save_checkpoint(str(tmp_path / "imagenet.pth"), model, cfg)
     pkl = write_pickle(tmp_path / "caffe2.pkl", {"blobs": caffe2_blobs(model)})
-    results = [train_net.main(tiny(data_dir, tmp_path / name, *plain, "TRAIN.ENABLE", "False", "TEST.CHECKPOINT",
-                                   weights)) for name, weights in (("ours", str(tmp_path / "ours.pth")), ("c2", pkl))]
-    assert {k: results[0][k] for k in ("top1", "top5", "clip_top1")} == \
-        {k: results[1][k] for k in ("top1", "top5", "clip_top1")}
-    predictions = [(tmp_path / name / "test" / stem / "predictions.csv").read_text()
-                   for name, stem in (("ours", "ours"), ("c2", "caffe2"))]
-    assert predictions[0] == predictions[1]
+    runs = {"ours": str(tmp_path / "ours.pth"), "c2": pkl, "imagenet": str(tmp_path / "imagenet.pth")}
+    results = {name: train_net.main(tiny(data_dir, tmp_path / name, *plain, "TRAIN.ENABLE", "False",
+                                         "TEST.CHECKPOINT", weights)) for name, weights in runs.items()}
+    assert {k: results["ours"][k] for k in ("top1", "top5", "clip_top1")} == \
+        {k: results["c2"][k] for k in ("top1", "top5", "clip_top1")}
+    predictions = {name: (tmp_path / name / "test" / stem / "predictions.csv").read_text()
+                   for name, stem in (("ours", "ours"), ("c2", "caffe2"), ("imagenet", "imagenet"))}
+    assert predictions["ours"] == predictions["c2"] != predictions["imagenet"]

@@ -144,8 +144,10 @@ def get_cfg() -> CfgNode:
     _C.DATA.TARGET_FPS = 0.0  # SAMPLING_RATE counts frames at this rate (e.g. 30); 0 = the video's own rate
     _C.DATA.TRAIN_JITTER_SCALES = [256, 320]  # training short side, drawn uniformly from [min, max]
     _C.DATA.RANDOM_FLIP = True  # random horizontal flip in training
-    _C.DATA.MEAN = [0.485, 0.456, 0.406]  # per-channel mean of [0, 1] RGB (ImageNet)
+    # Input normalisation; tested, predicted and fine-tuned weights bring their own (kept when set here).
+    _C.DATA.MEAN = [0.485, 0.456, 0.406]  # per-channel mean of [0, 1] values, in CHANNEL_ORDER (ImageNet)
     _C.DATA.STD = [0.229, 0.224, 0.225]  # per-channel standard deviation (ImageNet)
+    _C.DATA.CHANNEL_ORDER = "RGB"  # RGB | BGR: channel order the model reads (decoders give RGB; BGR reverses)
     _C.DATA.NORMALIZE_ON_DEVICE = True  # loaders give uint8; loader.model_input normalises on the GPU
     _C.DATA.MAX_RETRIES = 10  # training: other videos tried in place of one that fails, before giving up
 

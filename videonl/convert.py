@@ -1,19 +1,26 @@
 """Convert a PyTorchVideo model-zoo or Caffe2 (video-nonlocal-net) checkpoint into a videonl checkpoint.
 
     python -m videonl.convert pytorchvideo --cfg configs/kinetics400/i3d_r50_8x8.yaml --in I3D_8x8_R50.pyth
-    python -m videonl.convert caffe2 --cfg configs/kinetics400/i3d_r50_32x2.yaml --in i3d_32x2.pkl --bgr-to-rgb
+    python -m videonl.convert caffe2 --cfg configs/kinetics400/i3d_r50_32x2.yaml --in i3d_32x2.pkl
 
 Every weight of the configured model must come from the checkpoint and every converted weight must find a
 place in it, so a checkpoint for another architecture fails with the keys that do not match.
+
+The converted checkpoint records the input its source was trained on, which testing, prediction and MODEL.INIT
+then feed it: PyTorchVideo, [0, 1] RGB with mean 0.45 and std 0.225; the Caffe2 release, [0, 255] RGB with
+mean 114.75 and std 57.375 (its MODEL.USE_BGR False; for a model trained with USE_BGR True, pass --channel-order
+BGR, or --bgr-to-rgb to reverse its stem so that it reads RGB). --classes records the class names.
 """
 
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from .config import ConfigError, load_cfg
+from .config import load_cfg
 from .models import build_model
+from .data.datasets import read_class_names
+from .models.input_spec import CAFFE2_INPUT, CHANNEL_ORDERS, PYTORCHVIDEO_INPUT, InputSpec
 from .models.weights import (
     CheckpointError,
     LoadReport,
@@ -40,6 +47,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     common.add_argument("--cfg", required=True, help="config of the model the checkpoint holds")
     common.add_argument("--in", dest="input", required=True, metavar="FILE", help="checkpoint to convert")
     common.add_argument("--out", metavar="FILE", help="checkpoint to write (default: OUTPUT_DIR/<input name>.pth)")
+    common.add_argument("--classes", metavar="FILE",
+                        help="class names to record, a JSON object {name: index} (e.g. kinetics_classnames.json)")
     common.add_argument(
         "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, last on the line"
     )
@@ -47,9 +56,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     source_parsers = {
         name: sources.add_parser(name, parents=[common], help=text, description=text) for name, text in SOURCES.items()
     }
-    source_parsers["caffe2"].add_argument(
-        "--bgr-to-rgb", action="store_true", help="reverse the stem's input channels (a model trained on BGR frames)"
-    )
+    order = source_parsers["caffe2"].add_mutually_exclusive_group()
+    order.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="RGB",
+                       help="channel order the model was trained on (the release's MODEL.USE_BGR False: RGB)")
+    order.add_argument("--bgr-to-rgb", action="store_true",
+                       help="a model trained on BGR frames: reverse its stem's input channels so that it reads RGB")
     return parser.parse_args(argv)
 
 
@@ -58,6 +69,23 @@ def convert_source(args: argparse.Namespace, model):
     if args.source == "pytorchvideo":
         return convert_pytorchvideo(load_pytorchvideo_checkpoint(args.input))
     return convert_caffe2(load_caffe2_blobs(args.input), model, bgr_to_rgb=args.bgr_to_rgb)
+
+
+def source_input(args: argparse.Namespace) -> InputSpec:
+    """The input the source's weights expect, as the converted weights will read it."""
+    if args.source == "pytorchvideo":
+        return PYTORCHVIDEO_INPUT
+    order = "RGB" if args.bgr_to_rgb else args.channel_order
+    return InputSpec(CAFFE2_INPUT.mean, CAFFE2_INPUT.std, CAFFE2_INPUT.value_range, order)
+
+
+def recorded_classes(args: argparse.Namespace, num_classes: int) -> Optional[List[str]]:
+    if not args.classes:
+        return None
+    names = read_class_names(args.classes)
+    if len(names) != num_classes:
+        raise CheckpointError(f"{args.classes} names {len(names)} classes, the model of {args.cfg} has {num_classes}")
+    return names
 
 
 def check_complete(report: LoadReport, args: argparse.Namespace) -> None:
@@ -82,14 +110,18 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     """Convert, check and save; returns the path written."""
     args = parse_args(argv)
     cfg = load_cfg(args.cfg, args.opts)
+    classes = recorded_classes(args, cfg.MODEL.NUM_CLASSES)
     model = build_model(cfg, init=False)
     state, unused = convert_source(args, model)
     check_complete(load_state_dict_checked(model, state), args)
     output = args.out or default_output(cfg, args.input)
-    save_checkpoint(output, model, cfg, converted_from=os.path.abspath(args.input), source_format=args.source)
+    save_checkpoint(output, model, cfg, input_spec=source_input(args),
+                    classes=classes,
+                    converted_from=os.path.abspath(args.input), source_format=args.source)
     print(f"converted {len(state)} tensors from {args.input} ({args.source})")
     if unused:
         print(f"skipped {len(unused)} source keys: {', '.join(unused)}")
+    print(f"recorded input: {source_input(args)}")
     print(f"saved {output}")
     return output
 
@@ -97,5 +129,5 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
 if __name__ == "__main__":
     try:
         main()
-    except (CheckpointError, ConfigError, FileNotFoundError) as err:
+    except (OSError, ValueError) as err:  # CheckpointError and ConfigError are ValueErrors
         sys.exit(f"error: {err}")

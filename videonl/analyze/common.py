@@ -63,7 +63,8 @@ def denormalised_frames(clip: torch.Tensor, cfg) -> torch.Tensor:
     """[1, C, T, H, W] model input -> [T, H, W, C] RGB in [0, 1], the frames as the model saw them."""
     mean = torch.tensor(cfg.DATA.MEAN).view(-1, 1, 1, 1)
     std = torch.tensor(cfg.DATA.STD).view(-1, 1, 1, 1)
-    return (clip[0].float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 3, 0)
+    frames = (clip[0].float().cpu() * std + mean).clamp(0, 1)
+    return (frames.flip(0) if cfg.DATA.CHANNEL_ORDER == "BGR" else frames).permute(1, 2, 3, 0)
 
 
 # ------------------------------------------------------------------------------------------- probes

@@ -6,10 +6,11 @@ video takes its place (at most DATA.MAX_RETRIES times), in validation and testin
 item says it failed and the evaluator scores it as wrong or leaves it out (TEST.EXCLUDE_FAILED).
 """
 
+import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -46,6 +47,25 @@ def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> L
                 raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r}")
             records.append(VideoRecord(os.path.join(root, path), int(label)))
     return records
+
+
+def read_class_names(path: str) -> List[str]:
+    """Names by class index from a `{name: index}` JSON file (a prepared data folder's classes.json; PyTorchVideo's
+    kinetics_classnames.json has the same form); an index the file skips is named "class i"."""
+    with open(path, encoding="utf-8") as f:
+        index = json.load(f)
+    if not isinstance(index, dict) or not all(isinstance(i, int) and i >= 0 for i in index.values()):
+        raise ValueError(f"{path}: expected a JSON object {{class name: index >= 0}}")
+    names = [f"class {i}" for i in range(max(index.values(), default=-1) + 1)]
+    for name, i in index.items():
+        names[i] = name
+    return names
+
+
+def data_class_names(cfg) -> Optional[List[str]]:
+    """The class names of the config's data, from {DATA.PATH_TO_DATA_DIR}/classes.json; None without one."""
+    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.json")
+    return read_class_names(path) if os.path.isfile(path) else None
 
 
 def labels_outside(records: List[VideoRecord], num_classes: int) -> List[VideoRecord]:
@@ -85,7 +105,8 @@ class VideoDataset(Dataset):
         self.max_retries = cfg.DATA.MAX_RETRIES
         self.num_clips = cfg.TEST.NUM_CLIPS
         self.clip_starts = cfg.TEST.CLIP_STARTS
-        colour = dict(mean=cfg.DATA.MEAN, std=cfg.DATA.STD, normalize=not cfg.DATA.NORMALIZE_ON_DEVICE)
+        colour = dict(mean=cfg.DATA.MEAN, std=cfg.DATA.STD, channel_order=cfg.DATA.CHANNEL_ORDER,
+                      normalize=not cfg.DATA.NORMALIZE_ON_DEVICE)
         if mode == "train":
             self.transform = TrainTransform(cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE,
                                             cfg.DATA.RANDOM_FLIP, **colour)

@@ -171,12 +171,12 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
 
 
 def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
-    """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE),
-    in the model's memory format: channels-last-3d with TRAIN.CHANNELS_LAST (the loader's own layout, so no
-    copy), else contiguous (reordered on the device)."""
+    """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE;
+    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's memory format: channels-last-3d with
+    TRAIN.CHANNELS_LAST (the loader's own layout, so no copy), else contiguous (reordered on the device)."""
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
-        clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD)
+        clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD, cfg.DATA.CHANNEL_ORDER)
     layout = torch.channels_last_3d if cfg.TRAIN.CHANNELS_LAST else torch.contiguous_format
     return clips.contiguous(memory_format=layout)
 

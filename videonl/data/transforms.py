@@ -16,6 +16,8 @@ from typing import List, Sequence, Tuple
 import torch
 import torchvision.transforms.v2.functional as F
 
+from videonl.models.input_spec import CHANNEL_ORDERS
+
 TEST_CROPS = ("3crop", "center", "full")
 FULL_FRAME_MAX_RATIO = (8, 5)  # "full" test views: long side at most 1.6 x the short one, as the official test
 
@@ -61,9 +63,14 @@ def full_frame_window(height: int, width: int) -> Tuple[int, int, int, int]:
     return (height - view_height) // 2, (width - view_width) // 2, view_height, view_width
 
 
-def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [..., C, T, H, W] -> float in the same memory layout, scaled to [0, 1] then standardised per
-    channel."""
+def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+              channel_order: str = "RGB") -> torch.Tensor:
+    """uint8 RGB [..., C, T, H, W] -> float in the same memory layout and in `channel_order` (BGR reverses the
+    channels), scaled to [0, 1] then standardised per channel (`mean` and `std` listed in that order)."""
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"DATA.CHANNEL_ORDER must be one of {', '.join(CHANNEL_ORDERS)}, got '{channel_order}'")
+    if channel_order == "BGR":
+        clips = clips.flip(-4)
     shape = (len(mean), 1, 1, 1)
     mean = torch.tensor(mean, device=clips.device).view(shape) * 255
     scale = 1 / (torch.tensor(std, device=clips.device).view(shape) * 255)
@@ -83,11 +90,12 @@ class TrainTransform:
     resize-then-crop to within half a source pixel per edge, at the cost of resizing the crop alone.
     """
 
-    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std, normalize=True):
+    def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool, mean, std, channel_order="RGB",
+                 normalize=True):
         self.jitter_scales = tuple(jitter_scales)
         self.crop_size = crop_size
         self.flip = flip
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channel_order = tuple(mean), tuple(std), channel_order
         self.normalize = normalize
 
     def crop_box(self, height: int, width: int) -> Tuple[int, int, int, int]:
@@ -107,7 +115,7 @@ class TrainTransform:
         if self.flip and bool(torch.rand(()) < 0.5):
             clip = clip.flip(2)
         clip = to_model_layout(clip)
-        return normalize(clip, self.mean, self.std) if self.normalize else clip
+        return normalize(clip, self.mean, self.std, self.channel_order) if self.normalize else clip
 
 
 class EvalTransform:
@@ -118,13 +126,13 @@ class EvalTransform:
     Views are ordered clip-major: view v is clip v // crops, crop v % crops.
     """
 
-    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std, normalize=True):
+    def __init__(self, short_side: int, crop_size: int, crop: str, mean, std, channel_order="RGB", normalize=True):
         if crop not in TEST_CROPS:
             raise ValueError(f"unknown test crop '{crop}'; choose from {', '.join(TEST_CROPS)}")
         self.short_side = short_side
         self.crop_size = crop_size
         self.crop = crop
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean, self.std, self.channel_order = tuple(mean), tuple(std), channel_order
         self.normalize = normalize
 
     @property
@@ -156,4 +164,4 @@ class EvalTransform:
                 torch.index_select(resized[:, top:top + height, left:left + width], 0, clip_positions,
                                    out=views[clip * len(windows) + crop])
         views = to_model_layout(views)
-        return normalize(views, self.mean, self.std) if self.normalize else views
+        return normalize(views, self.mean, self.std, self.channel_order) if self.normalize else views

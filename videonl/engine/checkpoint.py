@@ -2,7 +2,8 @@
 
 Files are `checkpoints/iter_0000100.pth` under OUTPUT_DIR, written atomically by `weights.save_checkpoint`
 (temporary file, fsync, rename), so a kill at any moment leaves the newest complete one in place. Beside
-the model they hold the optimiser, the grad scaler, the iteration (which fixes the LR and the sampler's
+the model, the input it was trained on and the data's class names (classes.json, when the folder has one),
+they hold the optimiser, the grad scaler, the iteration (which fixes the LR and the sampler's
 epoch and batch) and every process's RNG states (which fix dropout).
 """
 
@@ -16,6 +17,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from videonl.data.datasets import data_class_names
 from videonl.models.weights import save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,8 @@ class CheckpointManager:
 
     def save(self, iteration: int, model, cfg, optimizer, scaler, rng_states: list) -> str:
         path = self.path(iteration)
-        save_checkpoint(path, model, cfg, iteration=iteration, optimizer=optimizer.state_dict(),
-                        scaler=scaler.state_dict(), rng=rng_states)
+        save_checkpoint(path, model, cfg, classes=data_class_names(cfg), iteration=iteration,
+                        optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_states)
         self._prune()
         logger.info("checkpoint written: %s", path)
         return path

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from videonl.data.datasets import labels_outside
+from videonl.data.datasets import data_class_names, labels_outside
 from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
 from videonl.engine import distributed, plots
 from videonl.engine.runtime import autocast
@@ -338,15 +338,9 @@ def evaluate(model: torch.nn.Module, cfg, split: str = "test", device: torch.dev
 # --------------------------------------------------------------------------------------------- reports
 
 def class_names(cfg) -> List[str]:
-    """Names by class index from {DATA.PATH_TO_DATA_DIR}/classes.json ({name: index}), else "class i"."""
-    names = [f"class {i}" for i in range(cfg.MODEL.NUM_CLASSES)]
-    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            for name, index in json.load(f).items():
-                if 0 <= index < len(names):
-                    names[index] = name
-    return names
+    """Names by class index from the data folder's classes.json (see `data_class_names`), else "class i"."""
+    names = (data_class_names(cfg) or [])[:cfg.MODEL.NUM_CLASSES]
+    return names + [f"class {i}" for i in range(len(names), cfg.MODEL.NUM_CLASSES)]
 
 
 def _write_csv(path: str, header: List[str], rows: Iterable[list]) -> None:

@@ -11,7 +11,7 @@ from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.evaluate import evaluate, format_results
 from videonl.engine.runtime import place_model
 from videonl.models.build import build_model
-from videonl.models.weights import CheckpointError, load_weights
+from videonl.models.weights import CheckpointError, cfg_for_weights, load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,11 @@ def weights_to_test(cfg) -> str:
 
 
 def test(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict:
-    """Test `trained` (the model this run just trained) or the weights `weights_to_test` names; results go to
-    OUTPUT_DIR/test/<weights name>/, where an interrupted test resumes."""
+    """Test `trained` (the model this run just trained) or the weights `weights_to_test` names, on the input
+    those weights expect (`cfg_for_weights`); results go to OUTPUT_DIR/test/<weights name>/, where an
+    interrupted test resumes."""
     source = weights_to_test(cfg)
+    cfg = cfg_for_weights(cfg, source)
     if trained is not None and not cfg.TEST.CHECKPOINT:
         model = trained
     else:

@@ -27,7 +27,7 @@ from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
 from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.models.build import build_model
-from videonl.models.weights import initialize, load_checkpoint
+from videonl.models.weights import cfg_for_weights, initialize, load_checkpoint
 
 logger = logging.getLogger(__name__)
 PRECISE_BN_EPOCH = 10 ** 6  # sampler epochs from here on feed precise BN, never the training batches
@@ -39,7 +39,11 @@ class NonFiniteError(RuntimeError):
 
 
 def train(cfg, device: torch.device) -> nn.Module:
-    """Train as the config says (resuming when a checkpoint exists) and return the trained model."""
+    """Train as the config says (resuming when a checkpoint exists) and return the trained model.
+
+    The data feed MODEL.INIT's weights the input they were trained on, unless the config sets its own.
+    """
+    cfg = cfg_for_weights(cfg, cfg.MODEL.INIT)
     global_batch = cfg.DATALOADER.TRAIN_BATCH_SIZE * distributed.world_size()
     log_lr_scaling(cfg, global_batch)
     checkpoints = CheckpointManager(cfg.OUTPUT_DIR, cfg.TRAIN.CHECKPOINT_KEEP)

@@ -2,8 +2,9 @@
 
 Every foreign checkpoint (torchvision's 2D ResNets, PyTorchVideo's model zoo, the Caffe2 non-local release)
 reaches our parameter names through a table of (regex, replacement) rules applied by `rename_keys`, so
-supporting new blobs is adding rows. Our checkpoints are `{"model": state_dict, "cfg": yaml}` files, written
-atomically and read with `weights_only=True`, so loading one never runs code from the file.
+supporting new blobs is adding rows. Our checkpoints are `{"model": state_dict, "cfg": yaml, "input": ...,
+"classes": [...]}` files, written atomically and read with `weights_only=True`, so loading one never runs code
+from the file. Every source also says what input its weights expect (`read_weights_metadata`).
 """
 
 import codecs
@@ -26,6 +27,7 @@ try:
 except ImportError:  # numpy < 2
     from numpy.core import multiarray
 
+from .input_spec import CAFFE2_INPUT, IMAGENET_INPUT, PYTORCHVIDEO_INPUT, InputSpec, adopt_input
 from .norm import FrozenBatchNorm3d
 from .registry import STAGES
 
@@ -170,10 +172,14 @@ def convert_pytorchvideo(state: Mapping[str, torch.Tensor]):
     return rename_keys(state, pytorchvideo_rules(state))
 
 
+def _is_pytorchvideo_checkpoint(content) -> bool:
+    return isinstance(content, dict) and isinstance(content.get("model_state"), dict)
+
+
 def load_pytorchvideo_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """The state dict of a model-zoo file, `{"model_state": state_dict, ...}` as PySlowFast saves it."""
     content = _load_weights_only(path)
-    if not isinstance(content, dict) or not isinstance(content.get("model_state"), dict):
+    if not _is_pytorchvideo_checkpoint(content):
         raise CheckpointError(
             f"{path}: expected a PyTorchVideo checkpoint {{'model_state': ...}}, found {_describe(content)}"
         )
@@ -293,21 +299,29 @@ def batch_norm_completions(state: Mapping[str, torch.Tensor], model: nn.Module) 
 # ----------------------------------------------------------------------------------- our checkpoints
 
 
-def save_checkpoint(path: str, model: nn.Module, cfg, **extra) -> None:
-    """Write `{"model": state_dict, "cfg": yaml, **extra}` so that a crash never leaves a truncated file.
+def save_checkpoint(path: str, model: nn.Module, cfg, input_spec: Optional[InputSpec] = None,
+                    classes: Optional[Sequence[str]] = None, **extra) -> None:
+    """Write `{"model": state_dict, "cfg": yaml, "input": ..., "classes": [...], **extra}` so that a crash never
+    leaves a truncated file.
 
-    The temporary file sits in the target's folder, so `os.replace` is an atomic rename on one file system.
-    `extra` must hold what `weights_only` loading reads: tensors, numbers, strings and containers of them.
+    "input" is the input the weights expect (`input_spec`, by default the one `cfg` feeds); "classes" the
+    class names by index, when known. The temporary file sits in the target's folder, so `os.replace` is an
+    atomic rename on one file system. `extra` must hold what `weights_only` loading reads: tensors, numbers,
+    strings and containers of them.
     """
     reserved = sorted({"model", "cfg"} & extra.keys())
     if reserved:
         raise ValueError(f"save_checkpoint: {reserved} are written from the model and cfg, not from extra")
+    content = {"model": model.state_dict(), "cfg": cfg.dump(),
+               "input": (input_spec or InputSpec.from_cfg(cfg)).to_record(), **extra}
+    if classes is not None:
+        content["classes"] = list(classes)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"model": model.state_dict(), "cfg": cfg.dump(), **extra}, f)
+            torch.save(content, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -438,23 +452,68 @@ def _without_other_classifier(model: nn.Module, state: Dict[str, torch.Tensor], 
     return {key: value for key, value in state.items() if key not in classifier}
 
 
+WEIGHT_FILES = (".pth", ".pt", ".pyth", ".pkl")
+
+
+def _check_weights_source(init: str) -> str:
+    """The extension of a weights file MODEL.INIT may name; fails clearly on anything else."""
+    extension = os.path.splitext(init)[1]
+    if extension not in WEIGHT_FILES or not os.path.isfile(init):
+        raise ValueError(f"MODEL.INIT must be '', 'imagenet' or an existing .pth, .pt, .pyth or .pkl file; "
+                         f"got '{init}'")
+    return extension
+
+
 def _initial_state(model: nn.Module, init: str, depth: int):
     if init == "imagenet":
         return inflate_2d_state_dict(imagenet_state_dict(depth), model)
-    extension = os.path.splitext(init)[1]
-    if extension not in (".pth", ".pt", ".pyth", ".pkl") or not os.path.isfile(init):
-        raise ValueError(f"MODEL.INIT must be '', 'imagenet' or an existing .pth, .pt, .pyth or .pkl file; "
-                         f"got '{init}'")
-    if extension == ".pkl":
+    if _check_weights_source(init) == ".pkl":
         return convert_caffe2(load_caffe2_blobs(init), model)
     content = _load_weights_only(init)
     if is_videonl_checkpoint(content):
         return content["model"], []
     if _is_torchvision_resnet(content):
         return inflate_2d_state_dict(content, model)
-    if isinstance(content, dict) and isinstance(content.get("model_state"), dict):
+    if _is_pytorchvideo_checkpoint(content):
         return convert_pytorchvideo(content["model_state"])
     raise CheckpointError(
         f"{init} is neither a videonl checkpoint, a torchvision 2D ResNet nor a PyTorchVideo checkpoint: "
         f"found {_describe(content)}"
     )
+
+
+# ------------------------------------------------------------------------------- what weights expect
+
+
+class WeightsMetadata(NamedTuple):
+    """What a weights source says beside its weights: the input they expect and the class names by index
+    (None where it does not say)."""
+
+    input: Optional[InputSpec]
+    classes: Optional[List[str]]
+
+
+def read_weights_metadata(init: str) -> WeightsMetadata:
+    """The metadata of anything MODEL.INIT may name. Ours record both; the other releases' input is known
+    from their training code (see `input_spec`): a Caffe2 `.pkl` is a non-local release model, a
+    `{"model_state": ...}` file a PyTorchVideo one, a 2D ResNet (or "imagenet") torchvision's."""
+    if not init:
+        return WeightsMetadata(None, None)
+    if init == "imagenet":
+        return WeightsMetadata(IMAGENET_INPUT, None)
+    if _check_weights_source(init) == ".pkl":
+        return WeightsMetadata(CAFFE2_INPUT, None)
+    content = _load_weights_only(init)
+    if is_videonl_checkpoint(content):
+        record = content.get("input")
+        return WeightsMetadata(InputSpec.from_record(record) if record else None, content.get("classes"))
+    if _is_torchvision_resnet(content):
+        return WeightsMetadata(IMAGENET_INPUT, None)
+    if _is_pytorchvideo_checkpoint(content):
+        return WeightsMetadata(PYTORCHVIDEO_INPUT, None)
+    return WeightsMetadata(None, None)
+
+
+def cfg_for_weights(cfg, init: str):
+    """`cfg` feeding the input the weights of `init` expect, unless the config sets its own (see `adopt_input`)."""
+    return adopt_input(cfg, read_weights_metadata(init).input, init)

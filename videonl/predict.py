@@ -1,0 +1,224 @@
+"""Run a trained model on your own videos: the top-k classes of each, by name.
+
+    python -m videonl.predict --cfg configs/demo/nl_i3d.yaml --checkpoint W.pth video.mp4 folder/ [--top-k 5]
+        [--output predictions.csv|.json] [--views 10x3crop]
+
+Each video is scored as testing scores it: TEST.NUM_CLIPS clips x TEST.CROP crops (--views overrides both),
+the softmax averaged over the views. Class names and the input normalisation come from the checkpoint (ours
+record both; converted ones their source's input). A folder is searched recursively for video files. A video
+that cannot be read is reported on its own line with the reason and the others go on; the exit status is 1
+when any failed.
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import os
+import sys
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from videonl.config import ConfigError, load_cfg
+from videonl.data.datasets import VideoDataset, VideoRecord
+from videonl.data.decode import DecodeError
+from videonl.data.loader import collate_views
+from videonl.data.transforms import TEST_CROPS
+from videonl.engine.distributed import select_device
+from videonl.engine.evaluate import view_probabilities
+from videonl.engine.runtime import place_model
+from videonl.models.build import build_model
+from videonl.models.input_spec import adopt_input
+from videonl.models.weights import load_weights, read_weights_metadata
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One video's outcome: its views' averaged softmax over the classes, or (`error`) why it could not be read."""
+
+    path: str
+    probabilities: Optional[np.ndarray]
+    class_names: Sequence[str]
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.probabilities is None
+
+    def top(self, k: int = 5) -> List[Tuple[str, float]]:
+        """The k most probable (class name, probability), best first (equal scores: lower class first)."""
+        if self.failed:
+            return []
+        best = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(self.class_names[c], float(self.probabilities[c])) for c in best]
+
+
+class Predictor:
+    """A model and its checkpoint's class names and input, scoring videos with the config's test views.
+
+    `cfg` is a config (CfgNode) or config file(s); `checkpoint` anything TEST.CHECKPOINT accepts.
+    """
+
+    def __init__(self, cfg, checkpoint: str, device: Optional[torch.device] = None):
+        cfg = load_cfg(cfg) if isinstance(cfg, (str, list, tuple)) else cfg
+        metadata = read_weights_metadata(checkpoint)
+        self.cfg = adopt_input(cfg, metadata.input, checkpoint)
+        self.device = device or select_device(self.cfg.DEVICE)
+        self.model = build_model(self.cfg, init=False)
+        load_weights(self.model, checkpoint, depth=self.cfg.RESNET.DEPTH)
+        place_model(self.model, self.cfg, self.device).eval()
+        self.class_names = self._names(metadata.classes, self.cfg.MODEL.NUM_CLASSES, checkpoint)
+
+    @staticmethod
+    def _names(recorded: Optional[List[str]], num_classes: int, checkpoint: str) -> List[str]:
+        """The checkpoint's class names; class indices where it records none (or names another count)."""
+        if recorded and len(recorded) == num_classes:
+            return list(recorded)
+        if recorded:
+            logger.warning("%s names %d classes, the model has %d: showing class indices", checkpoint,
+                           len(recorded), num_classes)
+        return [str(index) for index in range(num_classes)]
+
+    def predict(self, path: str) -> Prediction:
+        """The prediction for one video; raises DecodeError when it cannot be read."""
+        prediction = next(self.predict_all([path]))
+        if prediction.failed:
+            raise DecodeError(path, prediction.error)
+        return prediction
+
+    def predict_all(self, paths: Sequence[str]) -> Iterator[Prediction]:
+        """A Prediction per path, in order; unreadable videos give failed ones. Several videos are decoded
+        ahead of the model by DATALOADER.NUM_WORKERS processes."""
+        dataset = VideoDataset([VideoRecord(str(path), -1) for path in paths], "test", self.cfg)
+        workers = self.cfg.DATALOADER.NUM_WORKERS if len(dataset) > 1 else 0
+        loader = DataLoader(dataset, batch_size=1, collate_fn=collate_views, num_workers=workers)
+        with torch.no_grad():
+            for batch in loader:
+                path = dataset.records[int(batch["index"][0])].path
+                if not batch["valid"][0]:  # the dataset's error is "path: reason"
+                    yield Prediction(path, None, self.class_names, batch["error"][0].removeprefix(f"{path}: "))
+                    continue
+                views = view_probabilities(self.model, batch["views"], self.cfg, self.device)[0]
+                yield Prediction(path, views.mean(dim=0).numpy(), self.class_names)
+
+
+# ----------------------------------------------------------------------------------------- command line
+
+
+def find_videos(paths: Iterable[str]) -> List[str]:
+    """Each named file as it is, and the video files (by extension) under each named folder (symbolic links
+    followed), sorted."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            found += sorted(os.path.join(root, name) for root, _, names in os.walk(path, followlinks=True)
+                            for name in names if name.lower().endswith(VIDEO_EXTENSIONS))
+        else:
+            found.append(path)
+    return found
+
+
+def parse_views(text: str) -> Tuple[int, str]:
+    """'CLIPSxCROP' (10x3crop, 1xcenter, 4xfull) -> (clips, crop)."""
+    clips, _, crop = text.partition("x")
+    if not clips.isdigit() or int(clips) < 1 or crop not in TEST_CROPS:
+        raise argparse.ArgumentTypeError(f"expected CLIPSxCROP with CROP one of {', '.join(TEST_CROPS)} "
+                                         f"(e.g. 10x3crop, 1xcenter), got '{text}'")
+    return int(clips), crop
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="videonl predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="a video, or a folder searched for videos")
+    parser.add_argument("--cfg", required=True, action="append",
+                        help="config file of the model; repeat to compose, later files win")
+    parser.add_argument("--checkpoint", required=True, metavar="FILE",
+                        help="weights: ours (.pth), or a PyTorchVideo / Caffe2 file as TEST.CHECKPOINT takes")
+    parser.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per video (default 5)")
+    parser.add_argument("--output", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
+    parser.add_argument("--views", type=parse_views, metavar="CLIPSxCROP",
+                        help="test views instead of the config's TEST.NUM_CLIPS x TEST.CROP, e.g. 1xcenter")
+    args = parser.parse_args(argv)
+    if args.output and os.path.splitext(args.output)[1].lower() not in (".csv", ".json"):
+        parser.error(f"--output must end in .csv or .json, got '{args.output}'")
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    return args
+
+
+def format_table(predictions: Sequence[Prediction], k: int) -> str:
+    """One aligned line per video: the file, then its top-k classes with probabilities, or why it failed."""
+    width = max(len(p.path) for p in predictions)
+    lines = []
+    for prediction in predictions:
+        if prediction.failed:
+            scores = f"FAILED: {prediction.error}"
+        else:
+            scores = "  ".join(f"{name} {probability:.3f}" for name, probability in prediction.top(k))
+        lines.append(f"{prediction.path:<{width}}  {scores}")
+    return "\n".join([f"{'file':<{width}}  top-{k} classes with probabilities"] + lines)
+
+
+def write_csv(path: str, predictions: Sequence[Prediction], k: int) -> None:
+    header = ["path"] + [f"top{rank}_{field}" for rank in range(1, k + 1) for field in ("class", "probability")]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header + ["error"])
+        for prediction in predictions:
+            cells = [cell for pair in prediction.top(k) for cell in pair]
+            writer.writerow([prediction.path, *cells, *[""] * (2 * k - len(cells)), prediction.error])
+
+
+def write_json(path: str, predictions: Sequence[Prediction], k: int) -> None:
+    records = [{"path": p.path, "top": [{"class": name, "probability": probability} for name, probability in p.top(k)],
+                "error": p.error} for p in predictions]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(records, f, indent=2)
+
+
+def run(args: argparse.Namespace) -> List[Prediction]:
+    cfg = load_cfg(args.cfg, ["TEST.NUM_CLIPS", args.views[0], "TEST.CROP", args.views[1]] if args.views else [])
+    if not os.path.isfile(args.checkpoint):
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
+    videos = find_videos(args.paths)
+    if not videos:
+        raise ConfigError(f"no videos found in {', '.join(args.paths)} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+    predictor = Predictor(cfg, args.checkpoint)
+    bar = tqdm(predictor.predict_all(videos), total=len(videos), unit="video", desc="predicting",
+               disable=len(videos) < 2, dynamic_ncols=True)
+    predictions = list(bar)
+    print(format_table(predictions, args.top_k))
+    if args.output:
+        writer = write_json if args.output.lower().endswith(".json") else write_csv
+        writer(args.output, predictions, args.top_k)
+        print(f"predictions written to {args.output}")
+    return predictions
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[Prediction]:
+    """The command; returns the predictions when every video was scored. Exits with status 1 when any video
+    failed, and with a one-line error for a config, checkpoint or file that cannot be used."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        predictions = run(args)
+    except (OSError, ValueError) as err:  # ConfigError and CheckpointError are ValueErrors
+        raise SystemExit(f"error: {err}") from err
+    failed = sum(prediction.failed for prediction in predictions)
+    if failed:
+        raise SystemExit(f"{failed} of {len(predictions)} videos could not be read")
+    return predictions
+
+
+if __name__ == "__main__":
+    main()
