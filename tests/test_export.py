@@ -11,6 +11,7 @@ from block_checks import randomise
 from videonl import export as export_module
 from videonl.config import load_cfg
 from videonl.models import build_model
+from videonl.models.input_spec import InputSpec
 from videonl.models.weights import save_checkpoint
 
 # One residual block per stage, a context block in res3 and res4, 64-pixel views: small, every block on its path.
@@ -84,6 +85,19 @@ def test_input_facts_follow_the_config():
     assert facts["mean"] == [0.45, 0.45, 0.45] and facts["std"] == [0.229, 0.224, 0.225]
     assert "[B, 3, 32, 256, 256]" in facts["input"] and "[B, 400]" in facts["output"]
     assert facts["test_views"] == "TEST.NUM_CLIPS 10 x TEST.CROP 3crop"
+
+
+def test_the_file_states_the_input_its_weights_were_trained_on(tmp_path):
+    """Weights recorded with PyTorchVideo's normalisation export with that normalisation, not the defaults."""
+    cfg_file, opts = "configs/kinetics400/gc_slow_r50_8x8_1gc.yaml", SMALL + ["RESNET.WIDTH", "8"]
+    cfg = load_cfg(cfg_file, opts)
+    save_checkpoint(str(tmp_path / "weights.pth"), build_model(cfg), cfg,
+                    input_spec=InputSpec((0.45,) * 3, (0.225,) * 3, 1.0, "BGR"))
+    output = tmp_path / "model.pt"
+    export_module.main(["--cfg", cfg_file, "--checkpoint", str(tmp_path / "weights.pth"), "--format",
+                        "torchscript", "--output", str(output), *opts])
+    facts = recorded_facts(output, "torchscript")
+    assert facts["mean"] == [0.45] * 3 and facts["std"] == [0.225] * 3 and facts["normalisation"].startswith("BGR")
 
 
 def test_a_file_that_disagrees_with_pytorch_fails_the_parity_check(tmp_path):

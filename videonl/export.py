@@ -27,7 +27,7 @@ from torch import nn
 
 from videonl.analyze.common import load_model
 from videonl.config import ConfigError, load_cfg
-from videonl.models.weights import CheckpointError
+from videonl.models.weights import CheckpointError, cfg_for_weights
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 23  # the first with an Attention op: the non-local block's fused path stays one node
@@ -43,7 +43,7 @@ def input_facts(cfg) -> Dict[str, object]:
     frames, crop = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE
     return {
         "input": f"clip: float32 [B, {cfg.DATA.INPUT_CHANNELS}, {frames}, {crop}, {crop}], one view per row",
-        "normalisation": "RGB in [0, 1], then (x - mean) / std per channel",
+        "normalisation": f"{cfg.DATA.CHANNEL_ORDER} in [0, 1], then (x - mean) / std per channel",
         "mean": list(cfg.DATA.MEAN),
         "std": list(cfg.DATA.STD),
         "output": f"logits: [B, {cfg.MODEL.NUM_CLASSES}]; average their softmax over a video's views",
@@ -111,6 +111,7 @@ def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> float
         raise ValueError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
     if views < 2:
         raise ValueError(f"--views {views}: trace with at least 2 views, so that the batch size stays free")
+    cfg = cfg_for_weights(cfg, checkpoint)  # the input the weights were trained with, unless the config says
     model = load_model(cfg, checkpoint, device=torch.device("cpu"))
     pending = output + ".unverified"
     (export_onnx if fmt == "onnx" else export_torchscript)(model, example_clip(cfg, views), pending, input_facts(cfg))
