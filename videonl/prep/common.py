@@ -11,9 +11,8 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 import av
 import numpy as np
-from tqdm import tqdm
-
 from videonl.data.decode import DecodeError, read_frames
+from videonl.progress import progress
 
 
 @dataclass
@@ -129,9 +128,9 @@ def remove_leftovers(folder: Path) -> int:
 def run_jobs(function: Callable, jobs: Sequence, workers: int, description: str) -> List:
     """`function(job)` for every job, in `workers` processes (inline for 1), with a progress bar."""
     if workers <= 1:
-        return [function(job) for job in tqdm(jobs, desc=description, unit="video")]
+        return [function(job) for job in progress(jobs, desc=description, unit="video")]
     with ProcessPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(function, jobs, chunksize=4), total=len(jobs), desc=description, unit="video"))
+        return list(progress(pool.map(function, jobs, chunksize=4), total=len(jobs), desc=description, unit="video"))
 
 
 def report(outcomes: Sequence[Outcome], failures_file: Path) -> dict:
