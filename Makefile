@@ -24,9 +24,9 @@ $(STAMP): requirements.lock pyproject.toml
 # last, the whole time and this machine's fp32 matmul rate, which says how fast the machine was.
 demo: $(STAMP)
 	@mkdir -p output/demo && date +%s > $(DEMO_STARTED)
-	$(PY) data_prep/demo.py --out-dir $(DEMO_SOURCE) --train-per-class 32 --val-per-class 8 --workers $$(nproc)
+	$(PY) -m videonl.prep.demo --out-dir $(DEMO_SOURCE) --train-per-class 32 --val-per-class 8 --workers $$(nproc)
 	for split in train val; do \
-		$(PY) data_prep/kinetics.py --csv $(DEMO_SOURCE)/kinetics_$$split.csv --split $$split \
+		$(PY) -m videonl.prep.kinetics --csv $(DEMO_SOURCE)/kinetics_$$split.csv --split $$split \
 			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 --workers $$(nproc) || exit 1; \
 	done
 	$(PY) train_net.py --cfg configs/demo/nl_i3d.yaml
