@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_SOURCE := data/demo_source
 DEMO_NL := output/demo/nl_i3d
-DEMO_CHECKPOINT := $(DEMO_NL)/checkpoints/iter_0001500.pth
+# The NL I3D's final weights, its newest checkpoint (the shell expands it where it is used).
+DEMO_CHECKPOINT = "$$(ls $(DEMO_NL)/checkpoints/iter_*.pth | tail -n 1)"
+DEMO_STARTED := output/demo/started_at
 
 .PHONY: demo test venv clean
 
@@ -18,12 +20,14 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 # The real path on the built-in data: raw videos and Kinetics CSVs -> prepared clips and lists -> train and
-# 10-view test of a small NL I3D, then of a C2D -> the attention statistics and one picture -> the table.
+# 10-view test of a small NL I3D, then of a C2D -> the attention statistics and one picture -> the table;
+# last, the whole time and this machine's fp32 matmul rate, which says how fast the machine was.
 demo: $(STAMP)
-	$(PY) data_prep/demo.py --out-dir $(DEMO_SOURCE) --train-per-class 32 --val-per-class 8
+	@mkdir -p output/demo && date +%s > $(DEMO_STARTED)
+	$(PY) -m videonl.prep.demo --out-dir $(DEMO_SOURCE) --train-per-class 32 --val-per-class 8 --workers $$(nproc)
 	for split in train val; do \
-		$(PY) data_prep/kinetics.py --csv $(DEMO_SOURCE)/kinetics_$$split.csv --split $$split \
-			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 || exit 1; \
+		$(PY) -m videonl.prep.kinetics --csv $(DEMO_SOURCE)/kinetics_$$split.csv --split $$split \
+			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 --workers $$(nproc) || exit 1; \
 	done
 	$(PY) train_net.py --cfg configs/demo/nl_i3d.yaml
 	$(PY) train_net.py --cfg configs/demo/c2d.yaml
@@ -31,6 +35,9 @@ demo: $(STAMP)
 	$(PY) -m videonl.analyze attention-maps --cfg configs/demo/nl_i3d.yaml --checkpoint $(DEMO_CHECKPOINT) \
 		--video "$$(ls "data/demo/val/moving right/"*.mp4 | head -n 1)" --random 2
 	$(PY) -m videonl.compare $(DEMO_NL) output/demo/c2d
+	@seconds=$$(( $$(date +%s) - $$(cat $(DEMO_STARTED)) )); \
+		printf "demo: %d min %d s wall (.venv ready); this machine's " $$((seconds / 60)) $$((seconds % 60)); \
+		$(PY) -m videonl.benchmark matmul
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

@@ -100,3 +100,27 @@ def test_transforms_benchmark_times_each_row_against_a_revision(capsys):
     assert set(rows) == {"train", "test 10", "test 30"} and all(len(v) == 3 and v[1] > 0 for v in rows.values())
     with pytest.raises(SystemExit, match="--against needs a git checkout holding no-such-revision"):
         main(["transforms", "--against", "no-such-revision"])
+
+
+# ------------------------------------------------------------------------------------------ matmul
+
+from videonl.benchmark import matmul as matmul_module  # noqa: E402
+
+
+def test_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch, capsys):
+    timed = []
+
+    def half_a_second(fn, device, warmup, repeat):
+        timed.append(repeat)
+        return {"seconds": 0.5, "peak_mib": 0.0}
+
+    monkeypatch.setattr(matmul_module, "measure", half_a_second)
+    main(["matmul", "--size", "1000", "--repeat", "3"])
+    # 1000^3 multiply-adds, 2 FLOPs each, in 0.5 s: 4 GFLOP/s
+    assert capsys.readouterr().out.startswith("fp32 matmul: 4.0 GFLOP/s (1000 x 1000, cpu")
+    assert matmul_module.matmul_gflops(1000, repeat=3) == pytest.approx(4.0)
+    assert timed == [3, 3]
+
+
+def test_matmul_rate_of_this_machine_is_positive():
+    assert matmul_module.matmul_gflops(64, repeat=1) > 0

@@ -22,7 +22,6 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from videonl.config import ConfigError, load_cfg
 from videonl.data.datasets import VideoDataset, VideoRecord
@@ -35,6 +34,7 @@ from videonl.engine.runtime import place_model
 from videonl.models.build import build_model
 from videonl.models.input_spec import adopt_input
 from videonl.models.weights import load_weights, read_weights_metadata
+from videonl.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ def run(args: argparse.Namespace) -> List[Prediction]:
     if not videos:
         raise ConfigError(f"no videos found in {', '.join(args.paths)} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
     predictor = Predictor(cfg, args.checkpoint)
-    bar = tqdm(predictor.predict_all(videos), total=len(videos), unit="video", desc="predicting",
-               disable=len(videos) < 2, dynamic_ncols=True)
+    bar = progress(predictor.predict_all(videos), total=len(videos), unit="video", desc="predicting",
+                   disable=len(videos) < 2)
     predictions = list(bar)
     print(format_table(predictions, args.top_k))
     if args.output:

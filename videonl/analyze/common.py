@@ -17,6 +17,7 @@ from ..data.datasets import VideoDataset, VideoRecord
 from ..data.decode import DecodeError
 from ..data.loader import model_input
 from ..engine.distributed import select_device
+from ..engine.runtime import place_model
 from ..models import build_model
 from ..models.context.global_context import GlobalContext
 from ..models.context.non_local import NonLocal, to_windows
@@ -43,7 +44,7 @@ def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> n
     except CheckpointError as error:
         raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
                               f"with?): {error}") from error
-    return model.to(device or select_device(cfg.DEVICE)).eval()
+    return place_model(model, cfg, device or select_device(cfg.DEVICE)).eval()
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -39,6 +39,7 @@ from ..flops import flop_analysis
 from ..models import build_model
 from ..models.build import stage_blocks
 from ..models.registry import placement
+from .matmul import matmul
 from .timing import interleaved, isolated, measure
 
 OURS = "videonl"
@@ -135,11 +136,6 @@ def peak_memory(job: dict, name: str, mode: str) -> float:
     clip, labels = clip_and_labels(job)
     run = workload(job, name, mode, clip, labels)
     return measure(run, torch.device(job["device"]), warmup=1, repeat=1)["peak_mib"]
-
-
-def matmul(size: int, device: str) -> Callable[[], None]:
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    return lambda: torch.mm(a, b)
 
 
 def timings(job: dict) -> Dict[str, dict]:

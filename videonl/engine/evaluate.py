@@ -26,12 +26,12 @@ from typing import Dict, Iterable, List, Optional, TextIO
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from videonl.data.datasets import data_class_names, labels_outside
 from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
 from videonl.engine import distributed, plots
 from videonl.engine.runtime import autocast
+from videonl.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +277,8 @@ def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
 def _score_remaining(model, cfg, split, device, remaining: List[int], log: Optional[TextIO],
                      progress: bool) -> List[VideoScore]:
     loader = build_loader(cfg, split, indices=remaining)
-    bar = tqdm(total=len(loader.sampler), unit="video", desc=f"evaluating {split}", dynamic_ncols=True,
-               disable=not (progress and distributed.is_main_process()))
+    bar = progress_bar(total=len(loader.sampler), unit="video", desc=f"evaluating {split}",
+                       disable=not (progress and distributed.is_main_process()))
     scores = []
     with bar, torch.no_grad():
         for batch in loader:

@@ -15,7 +15,6 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from videonl.data.loader import build_loader, model_input, set_epoch
 from videonl.engine import distributed
@@ -28,6 +27,7 @@ from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable
 from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.models.build import build_model
 from videonl.models.weights import cfg_for_weights, initialize, load_checkpoint
+from videonl.progress import Progress, progress
 
 logger = logging.getLogger(__name__)
 PRECISE_BN_EPOCH = 10 ** 6  # sampler epochs from here on feed precise BN, never the training batches
@@ -112,8 +112,8 @@ class TrainingLoop:
 
     def run(self, start: int) -> None:
         max_iter = self.cfg.SOLVER.MAX_ITER
-        bar = tqdm(total=max_iter, initial=start, desc="train", unit="it", dynamic_ncols=True,
-                   disable=not distributed.is_main_process())
+        bar = progress(total=max_iter, initial=start, desc="train", unit="it",
+                       disable=not distributed.is_main_process())
         batches = training_batches(self.loader, *divmod(start, self.loader.sampler.batches_per_epoch))
         for iteration in range(start, max_iter):
             fetch_start = time.perf_counter()
@@ -162,7 +162,7 @@ class TrainingLoop:
         return (f"loss is {loss} at iteration {iteration} (LR {lr:g}); training stopped. Videos of this process's "
                 f"batch: {', '.join(videos)}. Newest good checkpoint: {self.checkpoints.latest() or 'none yet'}")
 
-    def _after_step(self, done: int, bar: tqdm) -> None:
+    def _after_step(self, done: int, bar: Progress) -> None:
         """Log, validate, checkpoint: in that order, so a checkpoint holds the precise-BN statistics too."""
         cfg, last = self.cfg, done == self.cfg.SOLVER.MAX_ITER
         bar.update(1)
@@ -185,7 +185,7 @@ class TrainingLoop:
                                  f"without saving them. Newest good checkpoint: "
                                  f"{self.checkpoints.latest() or 'none yet'}")
 
-    def _log(self, done: int, bar: tqdm) -> None:
+    def _log(self, done: int, bar: Progress) -> None:
         losses, data_times, compute_times = zip(*self.window)
         seconds = sum(data_times) + sum(compute_times)
         values = {

@@ -11,9 +11,8 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 import av
 import numpy as np
-from tqdm import tqdm
-
 from videonl.data.decode import DecodeError, read_frames
+from videonl.progress import progress
 
 # At most this many frames from one keyframe to the next, so a reader seeking to a random window decodes at most
 # GOP - 1 frames before it (x264 alone allows 250, with more keyframes at scene cuts). BENCHMARKS.md has the
@@ -135,9 +134,9 @@ def remove_leftovers(folder: Path) -> int:
 def run_jobs(function: Callable, jobs: Sequence, workers: int, description: str) -> List:
     """`function(job)` for every job, in `workers` processes (inline for 1), with a progress bar."""
     if workers <= 1:
-        return [function(job) for job in tqdm(jobs, desc=description, unit="video")]
+        return [function(job) for job in progress(jobs, desc=description, unit="video")]
     with ProcessPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(function, jobs, chunksize=4), total=len(jobs), desc=description, unit="video"))
+        return list(progress(pool.map(function, jobs, chunksize=4), total=len(jobs), desc=description, unit="video"))
 
 
 def report(outcomes: Sequence[Outcome], failures_file: Path) -> dict:

@@ -18,10 +18,10 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from tqdm import tqdm
 
 from videonl.prep.common import (ClipJob, add_common_arguments, add_encoding_arguments, convert_clip,
                                  remove_leftovers, report, run_jobs, write_json, write_list)
+from videonl.progress import progress
 
 UNLABELLED = -1
 
@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
     remove_leftovers(args.out_dir / args.split)
     jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side, args.gop)
     if args.download:
-        for job, row in tqdm(list(zip(jobs, rows)), desc="download", unit="video"):
+        for job, row in progress(list(zip(jobs, rows)), desc="download", unit="video"):
             if job.source is None and not job.target.exists():
                 job.source = download(row["youtube_id"], raw_dir)
     outcomes = run_jobs(convert_clip, jobs, args.workers, f"kinetics {args.split}")
