@@ -1,4 +1,4 @@
-"""`python -m videonl.benchmark loader --cfg FILE`: clips per second of data loading, per decoder backend.
+"""`videonl benchmark loader --cfg FILE`: clips per second of data loading, per decoder backend.
 
 For the first --videos videos of the test list, and each backend (no fallback, so each is timed alone):
   floor        decode every frame of each video once, nothing else: the least any loader must spend
@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from videonl.benchmark.timing import measure
+from videonl.command import add_overrides
 from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.decode import available_backends, read_frames
@@ -125,12 +126,12 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("loader", help="data loading throughput per decoder backend",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="config YAML file (its test list is read)")
+    parser.add_argument("--cfg", required=True, help="config file or packaged name (its test list is read)")
     parser.add_argument("--list", help="list file to read instead of the config's test list")
     parser.add_argument("--backend", action="append", choices=("decord", "pyav", "torchcodec"),
                         help="backend to time (repeatable; default: every one usable here)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: DATALOADER.NUM_WORKERS)")
     parser.add_argument("--videos", type=int, default=8, help="how many videos of the list to read")
     parser.add_argument("--repeat", type=int, default=1, help="timed passes per row (median is reported)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    add_overrides(parser)
     parser.set_defaults(run=run)
