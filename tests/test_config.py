@@ -105,7 +105,7 @@ def test_a_file_at_the_given_path_wins_over_a_packaged_name(tmp_path, monkeypatc
     (tmp_path / "kinetics400").mkdir()
     _write(tmp_path / "kinetics400" / "nl_i3d_r50_32x2.yaml", "MODEL:\n  NUM_CLASSES: 7\n")
     assert load_cfg("kinetics400/nl_i3d_r50_32x2.yaml").MODEL.NUM_CLASSES == 7
-    with pytest.raises(ConfigError, match=r"config file not found: kinetics400/nl\.yaml \(neither a file nor a packaged"):
+    with pytest.raises(ConfigError, match=r"not found: kinetics400/nl\.yaml \(neither a file nor a packaged config"):
         load_cfg("kinetics400/nl.yaml")
 
 

@@ -1,7 +1,8 @@
 """The `videonl` console command: one subcommand per tool of the package.
 
-Each subcommand is a module's `main(argv)`, imported only when it runs (so `videonl compare` does not wait for
-a model library it does not use), and run with the package's shared error handling (`videonl.command.run`).
+Each subcommand is a module's `main(argv)`, imported only when it runs (so `videonl --help` answers at once, and
+a module missing from an installation is named, not a traceback), and run with the package's shared error
+handling (`videonl.command.run`).
 `python -m videonl.info ...` and the other module forms run the same code.
 """
 
@@ -9,8 +10,6 @@ import argparse
 import importlib
 import sys
 from typing import Dict, Optional, Sequence, Tuple
-
-from videonl.command import run
 
 DESCRIPTION = "Video action recognition with non-local and global-context blocks (C2D, I3D, slow-only ResNets)."
 PREP_DESCRIPTION = "Dataset preparation: downloaded datasets -> resized clips and the list files videonl reads."
@@ -50,6 +49,8 @@ def dispatch(prog: str, description: str, commands: Dict[str, Tuple[str, str]], 
     args = parser.parse_args(argv)
     if args.command == "prep":
         return dispatch(f"{prog} prep", PREP_DESCRIPTION, PREP_COMMANDS, args.args)
+    from videonl.command import run  # imports torch: not before `videonl --help` has answered
+
     module_name = commands[args.command][0]
     try:
         module = importlib.import_module(module_name)
