@@ -167,7 +167,7 @@ def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir,
 def test_the_ucf101_recipe_without_pretrained_weights_fails_before_training(data_dir, tmp_path):
     recipe = str(ROOT / "configs" / "ucf101" / "finetune.yaml")
     args = ["--cfg", DEMO_CFG, "--cfg", recipe, *tiny(data_dir, tmp_path, "SOLVER.STEPS", "[]")[2:]]
-    with pytest.raises(SystemExit, match=r"MODEL.INIT is empty.*TRAIN.REQUIRE_INIT"):
+    with pytest.raises(ConfigError, match=r"MODEL.INIT is empty.*TRAIN.REQUIRE_INIT"):
         train_net.main(args)
     assert not (tmp_path / "checkpoints").exists()
 
