@@ -13,6 +13,7 @@ from test_analyze_blocks import randomized
 from test_analyze_statistics import TINY
 from videonl.analyze import attention_statistics, load_model, render_attention_maps
 from videonl.analyze.__main__ import main
+from videonl.command import run
 from videonl.config import load_cfg
 from videonl.models import build_model
 from videonl.models.weights import save_checkpoint
@@ -107,9 +108,9 @@ def test_maps_command_refuses_bad_queries_and_block_names(workdir, extra, messag
 
 
 def test_checkpoint_of_another_model_is_refused_by_name(workdir, capsys):
-    with pytest.raises(SystemExit):
-        main(["attention-maps", "--cfg", GC_CFG, "--checkpoint", str(workdir / "nl.pth"), "--video",
-              str(workdir / "a.mp4"), "--", *GC_OPTS])
+    status = run(main, ["attention-maps", "--cfg", GC_CFG, "--checkpoint", str(workdir / "nl.pth"), "--video",
+                        str(workdir / "a.mp4"), *GC_OPTS])
+    assert status == 1
     assert "does not fit the config's model" in capsys.readouterr().err
 
 

@@ -84,6 +84,31 @@ def test_bad_overrides():
         load_cfg("no/such.yaml")
 
 
+def _yaml_files(root) -> list:
+    return sorted(path.relative_to(root).as_posix() for path in Path(root).rglob("*.yaml"))
+
+
+def test_the_package_ships_the_repository_configs():
+    assert _yaml_files(Path(str(config_module.PACKAGED_CONFIGS))) == _yaml_files(ROOT / "configs")
+
+
+def test_a_packaged_name_loads_from_any_folder_with_its_base_chain(tmp_path, monkeypatch):
+    expected = load_cfg(str(ROOT / "configs" / "kinetics400" / "nl_i3d_r50_32x2.yaml"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("kinetics400/nl_i3d_r50_32x2.yaml", "configs/kinetics400/nl_i3d_r50_32x2.yaml"):
+        assert load_cfg(name) == expected
+    assert expected.CONTEXT.BLOCK == "nonlocal" and expected.CONTEXT.RES4 == [1, 3, 5]  # from the _BASE_ files
+
+
+def test_a_file_at_the_given_path_wins_over_a_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kinetics400").mkdir()
+    _write(tmp_path / "kinetics400" / "nl_i3d_r50_32x2.yaml", "MODEL:\n  NUM_CLASSES: 7\n")
+    assert load_cfg("kinetics400/nl_i3d_r50_32x2.yaml").MODEL.NUM_CLASSES == 7
+    with pytest.raises(ConfigError, match=r"not found: kinetics400/nl\.yaml \(neither a file nor a packaged config"):
+        load_cfg("kinetics400/nl.yaml")
+
+
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_config_loads_and_builds(path):
     cfg = load_cfg(str(path))

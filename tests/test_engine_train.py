@@ -17,7 +17,7 @@ import torch
 
 import train_net
 from videonl.prep.common import encode_h264
-from videonl.config import load_cfg
+from videonl.config import ConfigError, load_cfg
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.train import NonFiniteError
 from videonl.models.build import build_model
@@ -164,7 +164,7 @@ def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_clas
     (["SOLVER.STEPS", "[4, 2]"], r"SOLVER.STEPS \[4, 2\] must increase"),
 ])
 def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir, tmp_path, overrides, named):
-    with pytest.raises(SystemExit, match=named):
+    with pytest.raises(ConfigError, match=named):
         train_net.main(tiny(data_dir, tmp_path, *overrides))
     assert not (tmp_path / "checkpoints").exists()
 
@@ -172,7 +172,7 @@ def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir,
 def test_the_ucf101_recipe_without_pretrained_weights_fails_before_training(data_dir, tmp_path):
     recipe = str(ROOT / "configs" / "ucf101" / "finetune.yaml")
     args = ["--cfg", DEMO_CFG, "--cfg", recipe, *tiny(data_dir, tmp_path, "SOLVER.STEPS", "[]")[2:]]
-    with pytest.raises(SystemExit, match=r"MODEL.INIT is empty.*TRAIN.REQUIRE_INIT"):
+    with pytest.raises(ConfigError, match=r"MODEL.INIT is empty.*TRAIN.REQUIRE_INIT"):
         train_net.main(args)
     assert not (tmp_path / "checkpoints").exists()
 
@@ -182,7 +182,7 @@ def test_labels_outside_the_class_count_are_named_with_their_list(data_dir, tmp_
     for name in ("train.csv", "val.csv"):
         lines = (data_dir / name).read_text().replace(" 1\n", " 7\n")
         (tmp_path / "data" / name).write_text("".join(f"{data_dir}/{line}" for line in lines.splitlines(True)))
-    with pytest.raises(SystemExit, match=r"train.csv has labels in \[0, 7\], outside MODEL.NUM_CLASSES 2"):
+    with pytest.raises(ConfigError, match=r"train.csv has labels in \[0, 7\], outside MODEL.NUM_CLASSES 2"):
         train_net.main(tiny(tmp_path / "data", tmp_path / "run"))
 
 

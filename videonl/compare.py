@@ -1,11 +1,11 @@
-"""Runs side by side: `python -m videonl.compare OUTPUT_DIR [OUTPUT_DIR ...]`.
+"""Runs side by side: `videonl compare OUTPUT_DIR [OUTPUT_DIR ...]`.
 
-For every run folder written by train_net.py: the model (its config's block and backbone), the newest test
-results (test/<weights>/summary.json: video-level top-1 / top-5 and mean class accuracy, with the clip-level
-top-1 labelled apart) and where its pictures are. `--mean` adds the runs' average, the figure UCF101 reports
-over its three splits:
+For every run folder written by `videonl train` (or train_net.py): the model (its config's block and
+backbone), the newest test results (test/<weights>/summary.json: video-level top-1 / top-5 and mean class
+accuracy, with the clip-level top-1 labelled apart) and where its pictures are. `--mean` adds the runs'
+average, the figure UCF101 reports over its three splits:
 
-    python -m videonl.compare --mean output/ucf101/split1 output/ucf101/split2 output/ucf101/split3
+    videonl compare --mean output/ucf101/split1 output/ucf101/split2 output/ucf101/split3
 """
 
 import argparse
@@ -14,6 +14,8 @@ import json
 import os
 import sys
 from typing import List
+
+from .command import parse_args, run
 
 PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png")
 SCORES = ("top1", "top5", "mean_class_accuracy", "clip_top1")
@@ -28,7 +30,7 @@ def newest_test(run_dir: str) -> str:
 def run_row(run_dir: str) -> dict:
     test_dir = newest_test(run_dir)
     if not test_dir:
-        raise SystemExit(f"error: {run_dir} has no test results (test/*/summary.json); run train_net.py with "
+        raise SystemExit(f"{run_dir} has no test results (test/*/summary.json); run videonl train with "
                          "TEST.ENABLE True first")
     with open(os.path.join(test_dir, "summary.json"), encoding="utf-8") as f:
         metrics = json.load(f)
@@ -60,15 +62,15 @@ def format_rows(rows: List[dict], mean: bool = False) -> str:
 
 
 def main(argv=None) -> List[dict]:
-    parser = argparse.ArgumentParser(prog="python -m videonl.compare", description=__doc__,
+    parser = argparse.ArgumentParser(prog="videonl compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="OUTPUT_DIR", help="run folders of train_net.py")
+    parser.add_argument("runs", nargs="+", metavar="OUTPUT_DIR", help="run folders of videonl train")
     parser.add_argument("--mean", action="store_true", help="add the runs' average (e.g. UCF101's three splits)")
-    args = parser.parse_args(argv)
-    rows = [run_row(run) for run in args.runs]
+    args = parse_args(parser, argv)
+    rows = [run_row(run_dir) for run_dir in args.runs]
     print(format_rows(rows, args.mean))
     return rows
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    sys.exit(run(main))

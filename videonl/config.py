@@ -2,15 +2,20 @@
 
 A config is `get_cfg()` merged with one or more YAML files in order (each may inherit from others through
 `_BASE_`, a path or a list of paths relative to the file) and then with `KEY VALUE` pairs from the command line.
+A config file is named by its path or by its place among the configs shipped in the package
+(`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 """
 
 import os
+from importlib import resources
 from typing import Iterable, Sequence, Union
 
 import yaml
 from fvcore.common.config import CfgNode
 
 BASE_KEY = "_BASE_"
+# The repository's top-level configs/, shipped inside the package (a link in a checkout, files in a wheel).
+PACKAGED_CONFIGS = resources.files("videonl") / "configs"
 
 
 class ConfigError(ValueError):
@@ -214,9 +219,20 @@ def load_cfg(cfg_files: Union[str, Sequence[str], None] = None, opts: Iterable[s
     return cfg
 
 
-def _merge_file(cfg: CfgNode, cfg_file: str) -> None:
-    if not os.path.isfile(cfg_file):
-        raise ConfigError(f"config file not found: {cfg_file}")
+def resolve_config(name: str) -> str:
+    """The file `--cfg name` means: a path when one exists, else a packaged config, written with or without the
+    repository's `configs/` prefix, so the README's commands also work from any folder of an installed package."""
+    if os.path.isfile(name):
+        return name
+    packaged = PACKAGED_CONFIGS.joinpath(*name.removeprefix("configs/").split("/"))
+    if packaged.is_file():
+        return str(packaged)
+    raise ConfigError(f"config file not found: {name} (neither a file nor a packaged config under "
+                      f"{PACKAGED_CONFIGS}, e.g. kinetics400/nl_i3d_r50_32x2.yaml)")
+
+
+def _merge_file(cfg: CfgNode, name: str) -> None:
+    cfg_file = resolve_config(name)
     _check_base_chain(cfg_file)
     try:
         cfg.merge_from_file(cfg_file)

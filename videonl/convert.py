@@ -1,7 +1,7 @@
 """Convert a PyTorchVideo model-zoo or Caffe2 (video-nonlocal-net) checkpoint into a videonl checkpoint.
 
-    python -m videonl.convert pytorchvideo --cfg configs/kinetics400/i3d_r50_8x8.yaml --in I3D_8x8_R50.pyth
-    python -m videonl.convert caffe2 --cfg configs/kinetics400/i3d_r50_32x2.yaml --in i3d_32x2.pkl
+    videonl convert pytorchvideo --cfg kinetics400/i3d_r50_8x8.yaml --in I3D_8x8_R50.pyth
+    videonl convert caffe2 --cfg kinetics400/i3d_r50_32x2.yaml --in i3d_32x2.pkl
 
 Every weight of the configured model must come from the checkpoint and every converted weight must find a
 place in it, so a checkpoint for another architecture fails with the keys that do not match.
@@ -17,6 +17,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from .command import add_overrides, parse_args, run
 from .config import load_cfg
 from .models import build_model
 from .data.datasets import read_class_names
@@ -39,19 +40,18 @@ SOURCES = {
 }
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m videonl.convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="videonl convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cfg", required=True, help="config of the model the checkpoint holds")
+    common.add_argument("--cfg", required=True,
+                        help="config (file or packaged name) of the model the checkpoint holds")
     common.add_argument("--in", dest="input", required=True, metavar="FILE", help="checkpoint to convert")
     common.add_argument("--out", metavar="FILE", help="checkpoint to write (default: OUTPUT_DIR/<input name>.pth)")
     common.add_argument("--classes", metavar="FILE",
                         help="class names to record, a JSON object {name: index} (e.g. kinetics_classnames.json)")
-    common.add_argument(
-        "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, last on the line"
-    )
+    add_overrides(common)
     sources = parser.add_subparsers(dest="source", required=True, metavar="{pytorchvideo,caffe2}")
     source_parsers = {
         name: sources.add_parser(name, parents=[common], help=text, description=text) for name, text in SOURCES.items()
@@ -61,7 +61,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                        help="channel order the model was trained on (the release's MODEL.USE_BGR False: RGB)")
     order.add_argument("--bgr-to-rgb", action="store_true",
                        help="a model trained on BGR frames: reverse its stem's input channels so that it reads RGB")
-    return parser.parse_args(argv)
+    return parser
 
 
 def convert_source(args: argparse.Namespace, model):
@@ -108,7 +108,7 @@ def default_output(cfg, input_path: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
     """Convert, check and save; returns the path written."""
-    args = parse_args(argv)
+    args = parse_args(build_parser(), argv)
     cfg = load_cfg(args.cfg, args.opts)
     classes = recorded_classes(args, cfg.MODEL.NUM_CLASSES)
     model = build_model(cfg, init=False)
@@ -127,7 +127,4 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as err:  # CheckpointError and ConfigError are ValueErrors
-        sys.exit(f"error: {err}")
+    sys.exit(run(main))

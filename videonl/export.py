@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from videonl.analyze.common import load_model
+from videonl.command import add_overrides, parse_args, run
 from videonl.config import ConfigError, load_cfg
 from videonl.models.weights import CheckpointError, cfg_for_weights
 
@@ -120,8 +121,8 @@ def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> float
     return difference
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m videonl.export", description=__doc__,
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videonl export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True, action="append",
                         help="the model's config YAML file; repeat to compose (a model, then a recipe)")
@@ -130,12 +131,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="file to write (.onnx, .pt)")
     parser.add_argument("--views", type=int, default=2,
                         help="views (batch rows) of the clip that traces the graph (default 2; any batch runs)")
-    parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides, e.g. DATA.TEST_CROP_SIZE 224")
-    return parser.parse_intermixed_args(argv)
+    add_overrides(parser)
+    return parser
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         cfg = load_cfg(args.cfg, args.opts)
         difference = export(cfg, args.checkpoint, args.format, args.output, args.views)
@@ -150,4 +151,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

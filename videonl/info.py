@@ -1,7 +1,7 @@
 """Model report: parameters, GFLOPs per view, output shape per stage and where context blocks sit.
 
-    python -m videonl.info --cfg configs/kinetics400/i3d_r50_32x2.yaml [KEY VALUE ...] [--json]
-    python -m videonl.info --table configs/kinetics400/*.yaml
+    videonl info --cfg kinetics400/i3d_r50_32x2.yaml [KEY VALUE ...] [--json]
+    videonl info --table configs/kinetics400/*.yaml
 """
 
 import argparse
@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from .command import add_overrides, parse_args, run
 from .config import load_cfg
 from .flops import flop_analysis
 from .models import build_model
@@ -96,24 +97,25 @@ def markdown_table(cfg_files: List[str]) -> str:
     return "\n".join(rows)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m videonl.info",
+        prog="videonl info",
         description="Report a model's parameters, GFLOPs per view (fvcore, one multiply-add = one FLOP), "
         "output shape per stage and context-block placement.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--cfg", action="append", help="config YAML file; repeat to compose (a model, then a recipe)")
+    source.add_argument("--cfg", action="append", help="config file or packaged config name "
+                        "(kinetics400/i3d_r50_32x2.yaml); repeat to compose (a model, then a recipe)")
     source.add_argument("--table", nargs="+", metavar="CFG", help="print a Markdown table row per config file")
     parser.add_argument("--crop", type=int, help="view height and width (default: DATA.TRAIN_CROP_SIZE)")
     parser.add_argument("--frames", type=int, help="frames per view (default: DATA.NUM_FRAMES)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
-    return parser.parse_args(argv)
+    add_overrides(parser)
+    return parser
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if args.table:
         print(markdown_table(args.table))
         return 0
@@ -124,4 +126,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,6 +1,6 @@
 """Attention analysis of trained models: GCNet's statistics (`statistics`) and attention-map pictures (`maps`).
 
-    python -m videonl.analyze attention | attention-maps --help
+    videonl analyze attention | attention-maps --help
 """
 
 from .common import load_model

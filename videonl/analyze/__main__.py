@@ -1,10 +1,10 @@
 """Attention analysis of a trained model (GCNet Sec. 3.2): statistics over a video list, pictures of one video.
 
-    python -m videonl.analyze attention --cfg FILE --checkpoint FILE [--list FILE] [--videos N] [--queries Q]
-    python -m videonl.analyze attention-maps --cfg FILE --checkpoint FILE --video PATH [--queries T,Y,X ...]
+    videonl analyze attention --cfg FILE --checkpoint FILE [--list FILE] [--videos N] [--queries Q]
+    videonl analyze attention-maps --cfg FILE --checkpoint FILE --video PATH [--queries T,Y,X ...]
         [--block NAME]
 
-Config overrides (KEY VALUE ...) come last, after another option or after `--`.
+Config overrides (KEY VALUE ...) may stand anywhere on the line; after `--queries T,Y,X ...`, write `--` first.
 """
 
 import argparse
@@ -12,9 +12,9 @@ import os
 import sys
 from typing import List
 
-from ..config import ConfigError, load_cfg
+from ..command import add_overrides, parse_args, run
+from ..config import load_cfg
 from ..data.datasets import VideoRecord, read_video_list
-from ..data.decode import DecodeError
 from ..data.loader import list_file
 from ..models.weights import CheckpointError
 from .common import load_model
@@ -57,14 +57,14 @@ def default_out(cfg) -> str:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cfg", required=True, help="config YAML the checkpoint was trained with")
+    parser.add_argument("--cfg", required=True, help="config (file or packaged name) the checkpoint was trained on")
     parser.add_argument("--checkpoint", required=True, help="a videonl checkpoint ({'model': state dict, 'cfg': ...})")
     parser.add_argument("--out", help="output folder (default: OUTPUT_DIR/analysis)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled or random query positions")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m videonl.analyze", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="videonl analyze", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     stats = commands.add_parser(
         "attention", help="GCNet Table 1: how much attention depends on the query, per block",
@@ -89,20 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--block", help="only this block, e.g. res4.3.context")
     maps.set_defaults(run=run_maps)
     for sub in (stats, maps):
-        sub.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+        add_overrides(sub)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    args = parse_args(parser, argv)
+    cfg = load_cfg(args.cfg, args.opts)
     try:
-        args.run(args, load_cfg(args.cfg, opts))
-    except (ValueError, ConfigError, CheckpointError, DecodeError, FileNotFoundError) as error:
+        args.run(args, cfg)
+    except CheckpointError:
+        raise  # a file's problem, reported as every command reports it
+    except ValueError as error:  # queries, a block name or a model that the analysis cannot take
         parser.error(str(error))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

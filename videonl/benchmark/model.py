@@ -1,4 +1,4 @@
-"""`python -m videonl.benchmark model --cfg FILE`: our model against PyTorchVideo's, in one run.
+"""`videonl benchmark model --cfg FILE`: our model against PyTorchVideo's, in one run.
 
 For our model built from the config, and for PyTorchVideo's model of the same backbone:
   train step   forward, cross-entropy, backward and an SGD step (SOLVER's momentum and weight decay) in
@@ -13,7 +13,7 @@ FLOPs: fvcore's multiply-adds of one forward (`videonl.flops`) times the batch; 
 forwards (the backward as two); FLOP/s count 2 FLOPs per multiply-add, as a matmul's peak does.
 
 The counterpart is the PyTorchVideo hub builder (c2d_r50, i3d_r50, slow_r50) whose backbone equals the
-config's: the same keys as our config of it (configs/kinetics400/{name}_8x8.yaml) in every RESNET table
+config's: the same keys as our config of it (packaged kinetics400/{name}_8x8.yaml) in every RESNET table
 but WIDTH, which the counterpart takes from the config (stem_dim_out), so reduced-width configs compare
 alike. Its head pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any
 --frames and --size fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
@@ -24,13 +24,13 @@ measured alone.
 import argparse
 import functools
 import sys
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..command import add_overrides
 from ..config import load_cfg
 from ..data.loader import model_input
 from ..engine.optim import build_optimizer
@@ -44,7 +44,7 @@ from .timing import interleaved, isolated, measure
 
 OURS = "videonl"
 COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
-COUNTERPART_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "kinetics400"
+COUNTERPART_CONFIG = "kinetics400/{name}_8x8.yaml"  # packaged config of each counterpart's backbone
 # What makes two backbones the same network up to their width.
 BACKBONE_KEYS = ("RESNET.DEPTH", "RESNET.BLOCKS", "RESNET.STEM_TEMPORAL_KERNEL", "RESNET.STEM_TEMPORAL_STRIDE",
                  "RESNET.POOL1_TEMPORAL_KERNEL", "RESNET.POOL1_TEMPORAL_STRIDE", "RESNET.POOL2_TEMPORAL_KERNEL",
@@ -61,7 +61,7 @@ def backbone(cfg) -> tuple:
 def pytorchvideo_counterpart(cfg) -> Optional[str]:
     """The hub builder whose backbone is the config's (see the module doc), or None."""
     for name in COUNTERPARTS:
-        if backbone(load_cfg(str(COUNTERPART_CONFIGS / f"{name}_8x8.yaml"))) == backbone(cfg):
+        if backbone(load_cfg(COUNTERPART_CONFIG.format(name=name))) == backbone(cfg):
             return name
     return None
 
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("model", help="train step and inference: our model against PyTorchVideo's",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="config YAML file of our model")
+    parser.add_argument("--cfg", required=True, help="config file or packaged name of our model")
     parser.add_argument("--batch", type=int, default=1, help="clips per step")
     parser.add_argument("--frames", type=int, help="frames per clip (default: DATA.NUM_FRAMES)")
     parser.add_argument("--size", type=int, help="clip height and width (default: DATA.TRAIN_CROP_SIZE)")
@@ -241,5 +241,5 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed for the peak")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="measure peak memory (on the CPU: 4 fresh processes of one warm-up and one call each)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    add_overrides(parser)
     parser.set_defaults(run=run)

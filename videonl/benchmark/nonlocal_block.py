@@ -1,4 +1,4 @@
-"""`python -m videonl.benchmark nonlocal`: the non-local block's plain and fast paths, and PyTorchVideo's.
+"""`videonl benchmark nonlocal`: the non-local block's plain and fast paths, and PyTorchVideo's.
 
 Time of the forward pass and of forward + backward, and peak memory of forward + backward, at the res3 and
 res4 shapes of 32-frame and 128-frame clips (the paper's 32-frame layout: 4 and 16 frames at res3/res4).

@@ -9,10 +9,12 @@ fails a video: `all` leaves it out and says so, and naming it is an error before
 """
 
 import argparse
+import sys
 from functools import partial
 from pathlib import Path
 from typing import List
 
+from videonl.command import run
 from videonl.prep.common import Outcome, add_common_arguments, decode_failure, report, run_jobs, write_text
 from videonl.data.datasets import read_video_list
 from videonl.data.decode import BACKEND_NAMES, available_backends, backend_status
@@ -25,7 +27,8 @@ def check_video(path: str, backends) -> Outcome:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="videonl prep check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", type=Path, required=True, help="list file of `path label` lines")
     parser.add_argument("--separator", default=" ", help="between path and label (default: a space)")
     parser.add_argument("--prefix", default="", help="folder of relative paths (default: the list's folder)")
@@ -73,4 +76,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -16,11 +16,13 @@ raw videos named by a made-up 11-character youtube id to {out}/raw/ and Kinetics
 import argparse
 import csv
 import io
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from videonl.command import run
 from videonl.prep.common import (Outcome, add_common_arguments, atomic_path, encode_h264, report,
                               run_jobs, write_text)
 
@@ -109,7 +111,8 @@ def csv_text(rows) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="videonl prep demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, required=True, help="where raw/ and the CSVs go")
     parser.add_argument("--train-per-class", type=int, default=32, help="training videos per class")
     parser.add_argument("--val-per-class", type=int, default=8, help="validation videos per class")
@@ -142,4 +145,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

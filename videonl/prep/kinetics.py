@@ -15,10 +15,12 @@ import csv
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 
+from videonl.command import run
 from videonl.prep.common import (ClipJob, add_common_arguments, add_encoding_arguments, convert_clip,
                                  remove_leftovers, report, run_jobs, write_json, write_list)
 from videonl.progress import progress
@@ -82,7 +84,8 @@ def build_jobs(rows, classes, split, out_dir: Path, raw: Dict[str, Path], short_
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="videonl prep kinetics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, required=True, help="official CSV of one split")
     parser.add_argument("--split", required=True, help="name of the split: train, val or test")
     parser.add_argument("--out-dir", type=Path, required=True, help="where clips and lists go")
@@ -123,4 +126,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -19,9 +19,11 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from videonl.command import run
 from videonl.prep.common import write_json, write_list, write_text
 from videonl.prep.kinetics import read_rows
 from videonl.data.datasets import read_video_list
@@ -93,7 +95,8 @@ def from_csvs(args) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="videonl prep mini-kinetics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--k400-dir", type=Path, help="Kinetics-400 folder prepared by kinetics.py")
     source.add_argument("--csv", type=Path, action="append", help="official Kinetics-400 CSV (train, val)")
@@ -113,4 +116,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -14,9 +14,11 @@ With --reencode every video is re-encoded like kinetics.py (H.264 mp4, short sid
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from videonl.command import run
 from videonl.prep.common import (ClipJob, Outcome, add_common_arguments, add_encoding_arguments, convert_clip,
                                  remove_leftovers, report, run_jobs, write_list)
 
@@ -51,7 +53,8 @@ def index_videos(videos_dir: Path) -> Dict[str, Path]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="videonl prep ucf101", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits-dir", type=Path, required=True, help="ucfTrainTestlist/ of the official zip")
     parser.add_argument("--videos-dir", type=Path, required=True, help="UCF-101/ with one folder per class")
     parser.add_argument("--out-dir", type=Path, required=True, help="where lists (and videos) go")
@@ -89,4 +92,4 @@ def main(argv=None) -> Dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))
