@@ -1,7 +1,10 @@
-"""Run from a checkout: `python data_prep/kinetics.py --help` is `python -m videonl.prep.kinetics --help`."""
-import runpy
+"""Run from a checkout: `python data_prep/kinetics.py --help` is `videonl prep kinetics --help`."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's videonl, installed or not
-runpy.run_module("videonl.prep.kinetics", run_name="__main__")
+from videonl.command import run  # noqa: E402  (imported, not run as __main__: --workers pickles its functions)
+from videonl.prep.kinetics import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(run(main))

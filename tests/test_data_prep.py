@@ -258,6 +258,15 @@ def test_demo_runs_the_kinetics_path_end_to_end(tmp_path):
     assert sorted(r.label for r in read_video_list(str(tmp_path / "demo" / "val.csv"))) == list(range(8))
 
 
+def test_checkout_scripts_run_with_worker_processes(tmp_path):
+    """The scripts' jobs go to worker processes by pickling functions, which must live in an importable module."""
+    result = subprocess.run([sys.executable, str(ROOT / "data_prep" / "demo.py"), "--out-dir", str(tmp_path),
+                             "--train-per-class", "1", "--val-per-class", "0", "--size", "32", "--seconds", "1",
+                             "--fps", "8", "--workers", "2"], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "raw").iterdir())) == 8
+
+
 @pytest.mark.parametrize("script", ["kinetics", "mini_kinetics", "ucf101", "check", "demo"])
 def test_every_script_has_help(script):
     result = subprocess.run([sys.executable, str(ROOT / "data_prep" / f"{script}.py"), "--help"],

@@ -101,7 +101,10 @@ def test_the_wheel_in_a_fresh_environment_trains_and_reports_from_any_folder(tmp
     assert (work / "run" / "checkpoints" / "iter_0000002.pth").is_file()
     summary = json.loads((work / "run" / "test" / "iter_0000002" / "summary.json").read_text())
     assert summary["videos"] == 8 and summary["failed"] == 0
-    # `videonl predict` on run/checkpoints/iter_0000002.pth goes here (the predict command's branch).
+    videonl("predict", "--cfg", "demo/nl_i3d.yaml", "--cfg", "tiny.yaml", "--checkpoint",
+            "run/checkpoints/iter_0000002.pth", "--top-k", "2", "--output", "predictions.json", "data/0_0.mp4")
+    predicted = json.loads((work / "predictions.json").read_text())
+    assert {top["class"] for top in predicted[0]["top"]} == {"first", "second"}  # names recorded by training
 
     report = json.loads(videonl("info", "--cfg", "kinetics400/nl_i3d_r50_32x2.yaml", "--json", "--crop", "64",
                                 "RESNET.WIDTH", "4"))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from videonl import command
 from videonl.config import ConfigError, load_cfg
 from videonl.data.datasets import VideoDataset, VideoRecord
 from videonl.data.decode import DecodeError
@@ -221,4 +222,4 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Prediction]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command.run(main))
