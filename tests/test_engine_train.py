@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import train_net
+from helpers import randomize_batch_norms
 from videonl.prep.common import encode_h264
 from videonl.config import load_cfg
 from videonl.engine.checkpoint import CheckpointManager
@@ -185,7 +186,8 @@ def test_evaluation_command_reads_a_caffe2_pkl_as_it_reads_our_checkpoint(data_d
 
     plain = ["CONTEXT.BLOCK", "", "CONTEXT.RES3", "[]", "CONTEXT.RES4", "[]"]
     cfg = load_cfg(DEMO_CFG, [*tiny(data_dir, tmp_path)[2:], *plain])
-    model = build_model(cfg, init=False)
+    model = randomize_batch_norms(build_model(cfg, init=False))  # no zero residual branch: every blob counts
+    torch.nn.init.normal_(model.head.fc.weight)  # scores far enough apart for the printed digits to differ
     save_checkpoint(str(tmp_path / "ours.pth"), model, cfg)
     pkl = write_pickle(tmp_path / "caffe2.pkl", {"blobs": caffe2_blobs(model)})
     results = [train_net.main(tiny(data_dir, tmp_path / name, *plain, "TRAIN.ENABLE", "False", "TEST.CHECKPOINT",
