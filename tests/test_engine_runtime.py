@@ -54,15 +54,17 @@ def tiny_model(cfg) -> nn.Module:
 
 def test_channels_last_runs_in_that_format_and_gives_the_contiguous_output():
     clip = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
-    outputs, res2_channels_last = {}, {}
+    outputs, res2_channels_last, weights_channels_last = {}, {}, {}
     for channels_last in (False, True):
         cfg = tiny_cfg("TRAIN.CHANNELS_LAST", str(channels_last))
         model = place_model(tiny_model(cfg), cfg, CPU)
+        weights_channels_last[channels_last] = model.res2[0].conv_b.weight.is_contiguous(
+            memory_format=torch.channels_last_3d)
         model.res2.register_forward_hook(lambda module, inputs, output, key=channels_last: res2_channels_last.update(
             {key: output.is_contiguous(memory_format=torch.channels_last_3d) and not output.is_contiguous()}))
         with torch.no_grad():
             outputs[channels_last] = model(model_input(clip, cfg, CPU))
-    assert res2_channels_last == {False: False, True: True}
+    assert res2_channels_last == weights_channels_last == {False: False, True: True}
     torch.testing.assert_close(outputs[True], outputs[False], rtol=1e-4, atol=1e-5)
 
 

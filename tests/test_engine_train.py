@@ -131,16 +131,51 @@ def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_w
     assert_same_weights(final_weights(killed, 8), final_weights(tmp_path / "uninterrupted", 8), rtol=0, atol=0)
 
 
-def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_batch(data_dir, tmp_path):
+# Imported at start-up by every Python process that has its folder on PYTHONPATH: records, per torchrun rank,
+# each path under WRITES_WATCHED that the process opens for writing, creates, renames onto or removes.
+WRITE_AUDIT = """
+import os, sys
+
+_watched, _log, _rank = os.environ["WRITES_WATCHED"] + os.sep, os.environ["WRITES_LOG"], os.environ.get("RANK")
+
+
+def _record(event, args):
+    if event == "open":
+        path, mode, flags = args
+        writing = any(c in mode for c in "wax+") if mode else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+    elif event in ("os.rename", "os.mkdir", "os.remove"):
+        path, writing = args[1] if event == "os.rename" else args[0], True
+    else:
+        return
+    if writing and isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(_watched):
+        with open(f"{_log}.rank{_rank}", "a") as f:
+            f.write(os.path.relpath(path, _watched) + "\\n")
+
+
+if _rank is not None:
+    sys.addaudithook(_record)
+"""
+
+
+def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_batch_and_only_rank_0_writes(
+        data_dir, tmp_path):
     same_function = ["SOLVER.MAX_ITER", "4", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
                      "BN.FROZEN", "True", "MODEL.DROPOUT", "0.0"]
     train_net.main(tiny(data_dir, tmp_path / "one", *same_function, "DATALOADER.TRAIN_BATCH_SIZE", "4"))
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "sitecustomize.py").write_text(WRITE_AUDIT)
+    audited = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "audit"), os.environ.get("PYTHONPATH", "")]),
+               "WRITES_WATCHED": str(tmp_path / "two"), "WRITES_LOG": str(tmp_path / "writes")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(29500 + os.getpid() % 1000), str(ROOT / "train_net.py"),
                *tiny(data_dir, tmp_path / "two", *same_function, "DATALOADER.TRAIN_BATCH_SIZE", "2")]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", **audited})
     # Same clips, same augmentation; only the order of float additions differs (DDP averages two means).
     assert_same_weights(final_weights(tmp_path / "two", 4), final_weights(tmp_path / "one", 4), rtol=1e-4, atol=1e-6)
+    assert not (tmp_path / "writes.rank1").exists(), (tmp_path / "writes.rank1").read_text()
+    written_by_rank_0 = set((tmp_path / "writes.rank0").read_text().split())
+    assert {"config.yaml", "log.txt", "metrics.jsonl", "checkpoints/iter_0000004.pth"} <= written_by_rank_0
 
 
 @pytest.mark.parametrize("precision, dtype", [
