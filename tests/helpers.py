@@ -22,6 +22,15 @@ def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def structure_of(cfg) -> nn.Module:
+    """The config's model without weights (on the meta device, MODEL.INIT not loaded): full-size layers and
+    parameter counts for a fraction of a real build's time, since no weight is drawn or stored."""
+    from videonl.models import build_model
+
+    with torch.device("meta"):
+        return build_model(cfg, init=False)
+
+
 def pretrained_pair(plain_cfg, blocks_cfg):
     """A backbone with trained-like BN (no zero residual branch) and a model with context blocks inserted,
     its other weights loaded from the first; both in eval mode."""

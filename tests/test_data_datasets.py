@@ -1,10 +1,12 @@
 import logging
+from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
 
-from videonl.config import get_cfg
+from videonl.config import get_cfg, load_cfg
+from videonl.prep.common import encode_h264
 from videonl.data import datasets as datasets_module
 from videonl.data.datasets import VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import read_frames
@@ -157,6 +159,19 @@ def test_views_per_video_counts_clips_and_crops(video_dir):
     test = VideoDataset(records(video_dir, names), "test", cfg)
     assert test.views_per_video == 12 == len(test[0]["views"])
     assert VideoDataset(records(video_dir, names), "val", cfg).views_per_video == 1
+
+
+def test_the_kinetics_configs_test_30_full_size_views_left_centre_right(tmp_path):
+    """configs/kinetics400: 10 clips x 3 crops of 32 x 256 x 256 from a 256-pixel short side, crops spread
+    across the long side (exact offsets belong to the transform's tests)."""
+    gradient = np.broadcast_to(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (256, 320, 3))
+    encode_h264(tmp_path / "wide.mp4", (gradient for _ in range(80)), Fraction(25))
+    cfg = load_cfg("configs/kinetics400/nl_i3d_r50_32x2.yaml")
+    test = VideoDataset([VideoRecord(str(tmp_path / "wide.mp4"), 0)], "test", cfg)
+    views = test[0]["views"]
+    assert test.views_per_video == 30 and views.shape == (30, 3, 32, 256, 256)
+    crop_means = views.float().mean(dim=(1, 2, 3, 4)).view(10, 3)  # clip-major, then the crops
+    assert torch.all(crop_means[:, 0] < crop_means[:, 1]) and torch.all(crop_means[:, 1] < crop_means[:, 2])
 
 
 def test_two_training_ranks_draw_disjoint_videos(tmp_path, video_dir):

@@ -2,6 +2,7 @@
 bad states and configs that cannot work."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -16,16 +17,21 @@ import pytest
 import torch
 
 import train_net
+from helpers import randomize_batch_norms
 from videonl.prep.common import encode_h264
 from videonl.config import ConfigError, load_cfg
+from videonl.engine import distributed
 from videonl.engine.checkpoint import CheckpointManager
-from videonl.engine.train import NonFiniteError
+from videonl.engine.optim import build_optimizer
+from videonl.engine.runtime import grad_scaler
+from videonl.engine.train import NonFiniteError, TrainingLoop, training_model
 from videonl.models.build import build_model
 from videonl.models.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.models.weights import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +64,14 @@ def tiny(data_dir, output_dir, *overrides) -> list:
             "SOLVER.MAX_ITER", "6", "SOLVER.WARMUP_ITERS", "2", "TRAIN.CHECKPOINT_PERIOD", "2",
             "TRAIN.CHECKPOINT_KEEP", "2", "TRAIN.EVAL_PERIOD", "3", "TRAIN.LOG_PERIOD", "2",
             "TRAIN.PRECISE_BN_BATCHES", "2", "TRAIN.DETERMINISTIC", "True", *overrides]
+
+
+def training_loop(data_dir, output_dir, *overrides) -> TrainingLoop:
+    """The loop train_net would run on the tiny config, for driving single steps."""
+    cfg = load_cfg(DEMO_CFG, tiny(data_dir, output_dir, *overrides)[2:])
+    model = training_model(cfg, CPU, initialise=True)
+    return TrainingLoop(cfg, CPU, model, build_optimizer(model, cfg), grad_scaler(cfg, CPU),
+                        CheckpointManager(str(output_dir)), cfg.DATALOADER.TRAIN_BATCH_SIZE)
 
 
 def final_weights(output_dir, iteration) -> dict:
@@ -93,36 +107,119 @@ def test_training_then_testing_writes_every_output(data_dir, tmp_path):
     assert again["top1"] == results["top1"] and again["top5"] == results["top5"]
 
 
-def test_run_killed_mid_training_resumes_to_the_uninterrupted_weights(data_dir, tmp_path):
-    steps = ["SOLVER.MAX_ITER", "40", "TRAIN.CHECKPOINT_PERIOD", "3", "TRAIN.CHECKPOINT_KEEP", "0",
-             "TRAIN.EVAL_PERIOD", "9", "TEST.ENABLE", "False"]
+def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_weights(data_dir, tmp_path):
+    batches_per_epoch = 12 // 2  # 12 training videos, batches of 2
+    steps = ["SOLVER.MAX_ITER", "8", "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINT_KEEP", "0",
+             "TRAIN.EVAL_PERIOD", "4", "TEST.ENABLE", "False", "DATALOADER.NUM_WORKERS", "2"]
     train_net.main(tiny(data_dir, tmp_path / "uninterrupted", *steps))
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, str(ROOT / "train_net.py"), *tiny(data_dir, killed, *steps)],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = killed / "checkpoints" / "iter_0000003.pth"
+    first = killed / "checkpoints" / "iter_0000002.pth"
     while not first.exists() and process.poll() is None:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    written = sorted(os.listdir(killed / "checkpoints"))
-    assert "iter_0000040.pth" not in written, "the run ended before it was killed"
+    assert "iter_0000008.pth" not in os.listdir(killed / "checkpoints"), "the run ended before it was killed"
 
     train_net.main(tiny(data_dir, killed, *steps))
-    assert_same_weights(final_weights(killed, 40), final_weights(tmp_path / "uninterrupted", 40), rtol=0, atol=0)
+    resumed = re.findall(r"resumed from (\S+) at iteration (\d+)", (killed / "log.txt").read_text())
+    assert len(resumed) == 1, "the second start did not resume"
+    path, iteration = resumed[0][0], int(resumed[0][1])
+    assert path == str(killed / "checkpoints" / f"iter_{iteration:07d}.pth")
+    assert iteration % batches_per_epoch != 0, f"resumed at iteration {iteration}, an epoch boundary"
+    assert_same_weights(final_weights(killed, 8), final_weights(tmp_path / "uninterrupted", 8), rtol=0, atol=0)
 
 
-def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_batch(data_dir, tmp_path):
+# Imported at start-up by every Python process that has its folder on PYTHONPATH: records, per torchrun rank,
+# each path under WRITES_WATCHED that the process opens for writing, creates, renames onto or removes.
+WRITE_AUDIT = """
+import os, sys
+
+_watched, _log, _rank = os.environ["WRITES_WATCHED"] + os.sep, os.environ["WRITES_LOG"], os.environ.get("RANK")
+
+
+def _record(event, args):
+    if event == "open":
+        path, mode, flags = args
+        writing = any(c in mode for c in "wax+") if mode else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+    elif event in ("os.rename", "os.mkdir", "os.remove"):
+        path, writing = args[1] if event == "os.rename" else args[0], True
+    else:
+        return
+    if writing and isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(_watched):
+        with open(f"{_log}.rank{_rank}", "a") as f:
+            f.write(os.path.relpath(path, _watched) + "\\n")
+
+
+if _rank is not None:
+    sys.addaudithook(_record)
+"""
+
+
+def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_batch_and_only_rank_0_writes(
+        data_dir, tmp_path):
     same_function = ["SOLVER.MAX_ITER", "4", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
                      "BN.FROZEN", "True", "MODEL.DROPOUT", "0.0"]
     train_net.main(tiny(data_dir, tmp_path / "one", *same_function, "DATALOADER.TRAIN_BATCH_SIZE", "4"))
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "sitecustomize.py").write_text(WRITE_AUDIT)
+    audited = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "audit"), os.environ.get("PYTHONPATH", "")]),
+               "WRITES_WATCHED": str(tmp_path / "two"), "WRITES_LOG": str(tmp_path / "writes")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(29500 + os.getpid() % 1000), str(ROOT / "train_net.py"),
                *tiny(data_dir, tmp_path / "two", *same_function, "DATALOADER.TRAIN_BATCH_SIZE", "2")]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", **audited})
     # Same clips, same augmentation; only the order of float additions differs (DDP averages two means).
     assert_same_weights(final_weights(tmp_path / "two", 4), final_weights(tmp_path / "one", 4), rtol=1e-4, atol=1e-6)
+    assert not (tmp_path / "writes.rank1").exists(), (tmp_path / "writes.rank1").read_text()
+    written_by_rank_0 = set((tmp_path / "writes.rank0").read_text().split())
+    assert {"config.yaml", "log.txt", "metrics.jsonl", "checkpoints/iter_0000004.pth"} <= written_by_rank_0
+
+
+@pytest.mark.parametrize("precision, dtype", [
+    ("bf16", torch.bfloat16),
+    pytest.param("fp16", torch.float16, marks=pytest.mark.skipif(
+        not torch.cpu._is_amx_fp16_supported(), reason="this CPU has no native fp16 (AMX-FP16)")),
+])
+def test_mixed_precision_step_computes_in_half_precision_and_updates_float32_weights(data_dir, tmp_path, precision,
+                                                                                    dtype):
+    loop = training_loop(data_dir, tmp_path, "TRAIN.MIXED_PRECISION", precision)
+    conv_outputs = []
+    loop.model.res3[0].conv_b.register_forward_hook(lambda module, inputs, output: conv_outputs.append(output.dtype))
+    before = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
+    loss = loop.step(0, next(iter(loop.loader)))
+    assert conv_outputs == [dtype] and math.isfinite(loss)
+    after = dict(loop.model.named_parameters())
+    assert all(p.dtype == torch.float32 for p in after.values())
+    assert not torch.equal(after["res3.0.conv_b.weight"], before["res3.0.conv_b.weight"])
+
+
+def test_gradient_clipping_steps_with_the_gradient_scaled_to_the_configured_norm(data_dir, tmp_path):
+    limit = 1e-3
+    first_steps = {}
+    for clip in (0.0, limit):
+        torch.manual_seed(0)  # the same initial weights and dropout masks
+        loop = training_loop(data_dir, tmp_path / str(clip), "TRAIN.CLIP_GRAD_NORM", str(clip),
+                             "SOLVER.WEIGHT_DECAY", "0.0")
+        loop.step(0, next(iter(loop.loader)))
+        # SGD's momentum buffer after a first step without weight decay is the gradient it stepped with.
+        first_steps[clip] = [loop.optimizer.state[p]["momentum_buffer"] for p in loop.model.parameters()]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in first_steps[0.0]]))
+    assert norm > 10 * limit, "the limit would not bind"
+    for clipped, free in zip(first_steps[limit], first_steps[0.0]):
+        torch.testing.assert_close(clipped, free * (limit / norm), rtol=1e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_sync_bn_converts_every_batch_norm_of_a_multi_process_run(monkeypatch, sync):
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # conversion needs no process group
+    cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4", "TRAIN.SYNC_BN", str(sync)])
+    norms = [type(m) for m in training_model(cfg, CPU, initialise=False).modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert set(norms) == {torch.nn.SyncBatchNorm if sync else torch.nn.BatchNorm3d}
 
 
 def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last_checkpoint(data_dir, tmp_path):
@@ -200,7 +297,8 @@ def test_evaluation_command_reads_a_caffe2_pkl_as_it_reads_our_checkpoint(data_d
 
     plain = ["CONTEXT.BLOCK", "", "CONTEXT.RES3", "[]", "CONTEXT.RES4", "[]"]
     cfg = load_cfg(DEMO_CFG, [*tiny(data_dir, tmp_path)[2:], *plain])
-    model = build_model(cfg, init=False)
+    model = randomize_batch_norms(build_model(cfg, init=False))  # no zero residual branch: every blob counts
+    torch.nn.init.normal_(model.head.fc.weight)  # scores far enough apart for the printed digits to differ
     save_checkpoint(str(tmp_path / "ours.pth"), model, cfg, input_spec=CAFFE2_INPUT)
     save_checkpoint(str(tmp_path / "imagenet.pth"), model, cfg)
     pkl = write_pickle(tmp_path / "caffe2.pkl", {"blobs": caffe2_blobs(model)})

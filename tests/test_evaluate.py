@@ -100,6 +100,17 @@ def test_metrics_match_the_hand_computation(data_dir, exclude_failed):
     json.dumps(metrics)
 
 
+@pytest.mark.parametrize("exclude_failed, top1", [(False, 50.0), (True, 100.0)])
+def test_a_listed_file_that_does_not_exist_is_scored_as_a_failed_video(data_dir, tmp_path, exclude_failed, top1):
+    (tmp_path / "val.csv").write_text(f"{data_dir / 'grey40.mp4'} 0\n{tmp_path / 'missing.mp4'} 2\n")
+    (tmp_path / "classes.json").write_text((data_dir / "classes.json").read_text())
+    cfg = grey_cfg(tmp_path, **{"TEST.EXCLUDE_FAILED": exclude_failed})
+    metrics = evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path / "out"), progress=False)
+    assert (metrics["videos"], metrics["scored"], metrics["failed"], metrics["top1"]) == (2, 1, 1, top1)
+    failed = [line for line in score_lines(tmp_path / "out") if line["probabilities"] is None]
+    assert [line["label"] for line in failed] == [2] and "file not found" in failed[0]["error"]
+
+
 def test_validation_split_scores_one_centred_clip(data_dir):
     metrics = evaluate(GreyLevelModel(), grey_cfg(data_dir), split="val", progress=False)
     # The centred clip (frames 14, 15) of mixed.mp4 is grey 120: still wrong; the other videos as at test.

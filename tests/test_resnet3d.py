@@ -99,10 +99,8 @@ def test_single_window_and_training_give_plain_logits():
         torch.testing.assert_close(model(clip), expected)
 
 
-class Zero(nn.Module):
-    """A context block whose output is zero: shows where in the residual block it acts."""
-
-    calls = []
+class Negate(nn.Module):
+    """A context block that negates its input: where it acts changes a block's output in a known way."""
 
     def __init__(self, dim, stage):
         super().__init__()
@@ -114,19 +112,19 @@ class Zero(nn.Module):
 
     def forward(self, x):
         assert x.shape[1] == self.dim
-        return torch.zeros_like(x)
+        return -x
 
 
-register_context_block("test_zero")(Zero)
+register_context_block("test_negate")(Negate)
 
 
 def _context_cfg(position, *opts):
-    return cfg_of("i3d_r50_8x8", *SMALL, "CONTEXT.BLOCK", "test_zero", "CONTEXT.POSITION", position, *opts)
+    return cfg_of("i3d_r50_8x8", *SMALL, "CONTEXT.BLOCK", "test_negate", "CONTEXT.POSITION", position, *opts)
 
 
 def test_placement_puts_blocks_where_the_spec_says():
     model = build_model(_context_cfg("after_block", "CONTEXT.RES3", "[1]", "CONTEXT.RES4", "[0, 1]"))
-    placed = {name for name, m in model.named_modules() if isinstance(m, Zero)}
+    placed = {name for name, m in model.named_modules() if isinstance(m, Negate)}
     assert placed == {"res3.1.context", "res4.0.context", "res4.1.context"}
     assert model.res4[0].context.dim == 16 * 4 and model.res4[0].context.stage == "res4"
 
@@ -134,24 +132,27 @@ def test_placement_puts_blocks_where_the_spec_says():
 @pytest.mark.parametrize("position", ["after_block", "after_conv_c", "after_add"])
 def test_context_positions(position):
     model = build_model(_context_cfg(position, "CONTEXT.RES3", "[1]")).eval()
-    randomize_batch_norms(model)
+    randomize_batch_norms(model)  # a residual branch that is not zero
     block = model.res3[1]
+    branches = []
+    block.bn_c.register_forward_hook(lambda module, inputs, output: branches.append(output.clone()))
     x = torch.randn(1, 32, 4, 8, 8)
     with torch.no_grad():
         out = block(x)
-    # after_block zeroes the output; after_add zeroes the sum; after_conv_c leaves relu(shortcut).
-    expected = torch.relu(x) if position == "after_conv_c" else torch.zeros_like(x)
-    torch.testing.assert_close(out, expected)
+    branch = branches[0]  # the shortcut is x itself (same width, stride 1)
+    expected = {"after_conv_c": torch.relu(x - branch), "after_add": torch.relu(-(branch + x)),
+                "after_block": -torch.relu(branch + x)}
+    torch.testing.assert_close(out, expected[position])
 
 
 @pytest.mark.parametrize(
     "opts, message",
     [
-        (SMALL + ["CONTEXT.BLOCK", "test_zero", "CONTEXT.RES4", "[6]"], "CONTEXT.RES4 index 6 is outside res4's 2"),
-        (SMALL + ["CONTEXT.BLOCK", "test_zero"], "CONTEXT.RES2..RES5 are all empty"),
+        (SMALL + ["CONTEXT.BLOCK", "test_negate", "CONTEXT.RES4", "[6]"], "CONTEXT.RES4 index 6 is outside res4's 2"),
+        (SMALL + ["CONTEXT.BLOCK", "test_negate"], "CONTEXT.RES2..RES5 are all empty"),
         (SMALL + ["CONTEXT.RES3", "[0]"], "CONTEXT.BLOCK names none"),
-        (SMALL + ["CONTEXT.BLOCK", "nosuch", "CONTEXT.RES3", "[0]"], "'nosuch' is not a registered.*test_zero"),
-        (SMALL + ["CONTEXT.BLOCK", "test_zero", "CONTEXT.RES3", "[0]", "CONTEXT.POSITION", "in"], "CONTEXT.POSITION"),
+        (SMALL + ["CONTEXT.BLOCK", "nosuch", "CONTEXT.RES3", "[0]"], "'nosuch' is not a registered.*test_negate"),
+        (SMALL + ["CONTEXT.BLOCK", "test_negate", "CONTEXT.RES3", "[0]", "CONTEXT.POSITION", "in"], "CONTEXT.POSITION"),
         (["RESNET.DEPTH", "34"], "RESNET.DEPTH 34"),
         (["RESNET.BLOCKS", "[1, 1]"], "RESNET.BLOCKS needs 4 entries"),
     ],
