@@ -152,6 +152,21 @@ def test_auto_orders_backends_by_measured_speed(video_dir, monkeypatch):
     assert decode_module._AUTO_ORDER[-1] == slow or len(available) == 1
 
 
+def test_timing_the_backends_does_not_move_the_random_window_the_first_read_draws(video_dir, monkeypatch):
+    """A training clip's window is drawn from the torch RNG; the first read of a process also times the backends,
+    and that must not shift the draw, or the first clip's augmentation would depend on the process's history."""
+    def random_window(info):
+        return np.array([int(torch.randint(0, info.num_frames - 2, ())), 0]) + [0, 1]
+
+    windows = []
+    for order in ([], backend_order("auto")):  # unknown (timed on this read), then known
+        monkeypatch.setattr(decode_module, "_AUTO_ORDER", list(order))
+        torch.manual_seed(0)
+        frames, positions, _ = read_frames(video_dir / "plain.mp4", random_window, "auto")
+        windows.append((frames[torch.from_numpy(positions)], torch.rand(())))
+    torch.testing.assert_close(windows[0], windows[1], rtol=0, atol=0)
+
+
 def test_a_backend_that_imports_but_cannot_load_its_native_library_is_never_used(video_dir,
                                                                                 torchcodec_without_ffmpeg):
     usable, why = backend_status("torchcodec")

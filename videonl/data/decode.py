@@ -262,15 +262,18 @@ _AUTO_ORDER: List[str] = []
 def _measure_auto_order(path: str, choose: IndexChoice) -> None:
     """Order the available backends fastest first, timed on this file; kept once a backend has read it.
 
-    Each backend reads the file once untimed first, so one-off start-up costs do not decide the order.
+    Each backend reads the file once untimed first, so one-off start-up costs do not decide the order. The
+    timing reads run on a forked torch RNG: a `choose` that draws a random window (training) must draw the
+    same one for the real read as it would in a process whose order is already known.
     """
     timings = {}
     for backend in available_backends():
         try:
-            _read_with(backend, path, choose)
-            start = time.perf_counter()
-            _read_with(backend, path, choose)
-            timings[backend] = time.perf_counter() - start
+            with torch.random.fork_rng(devices=[]):
+                _read_with(backend, path, choose)
+                start = time.perf_counter()
+                _read_with(backend, path, choose)
+                timings[backend] = time.perf_counter() - start
         except Exception:
             timings[backend] = float("inf")
     if any(t < float("inf") for t in timings.values()):
