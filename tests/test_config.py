@@ -164,7 +164,7 @@ def test_recipes_name_their_data_and_build_their_classifier(recipe, classes, dat
     cfg = load_cfg([model, str(ROOT / "configs" / recipe)], ["RESNET.WIDTH", "4"])
     assert (cfg.DATA.PATH_TO_DATA_DIR, cfg.TRAIN.REQUIRE_INIT) == (data_dir, init_required)
     assert cfg.OUTPUT_DIR != get_cfg().OUTPUT_DIR  # the splits' runs never resume one another's checkpoints
-    assert build_model(cfg).head.fc.out_features == classes
+    assert structure_of(cfg).head.fc.out_features == classes
 
 
 def test_ucf101_splits_share_the_split_1_schedule():
