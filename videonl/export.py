@@ -25,9 +25,9 @@ from typing import Dict
 import torch
 from torch import nn
 
-from videonl.analyze.common import load_model
 from videonl.command import add_overrides, parse_args, run
 from videonl.config import ConfigError, load_cfg
+from videonl.engine.runtime import load_model
 from videonl.models.weights import CheckpointError, cfg_for_weights
 
 FORMATS = ("onnx", "torchscript")

@@ -31,10 +31,9 @@ from videonl.data.loader import collate_views
 from videonl.data.transforms import TEST_CROPS
 from videonl.engine.distributed import select_device
 from videonl.engine.evaluate import view_probabilities
-from videonl.engine.runtime import place_model
-from videonl.models.build import build_model
+from videonl.engine.runtime import load_model
 from videonl.models.input_spec import adopt_input
-from videonl.models.weights import load_weights, read_weights_metadata
+from videonl.models.weights import read_weights_metadata
 from videonl.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -74,9 +73,7 @@ class Predictor:
         metadata = read_weights_metadata(checkpoint)
         self.cfg = adopt_input(cfg, metadata.input, checkpoint)
         self.device = device or select_device(self.cfg.DEVICE)
-        self.model = build_model(self.cfg, init=False)
-        load_weights(self.model, checkpoint, depth=self.cfg.RESNET.DEPTH)
-        place_model(self.model, self.cfg, self.device).eval()
+        self.model = load_model(self.cfg, checkpoint, self.device)
         self.class_names = self._names(metadata.classes, self.cfg.MODEL.NUM_CLASSES, checkpoint)
 
     @staticmethod

@@ -3,7 +3,7 @@
     videonl analyze attention | attention-maps --help
 """
 
-from .common import load_model
+from ..engine.runtime import load_model
 from .maps import Query, render_attention_maps
 from .statistics import attention_statistics, format_table, write_statistics
 

@@ -17,7 +17,7 @@ from ..config import load_cfg
 from ..data.datasets import VideoRecord, read_video_list
 from ..data.loader import list_file
 from ..models.weights import CheckpointError
-from .common import load_model
+from ..engine.runtime import load_model
 from .maps import parse_query, render_attention_maps
 from .statistics import attention_statistics, format_table, sampling_statement, write_statistics
 

@@ -16,13 +16,9 @@ from torch import nn
 from ..data.datasets import VideoDataset, VideoRecord
 from ..data.decode import DecodeError
 from ..data.loader import model_input
-from ..engine.distributed import select_device
-from ..engine.runtime import place_model
-from ..models import build_model
 from ..models.context.global_context import GlobalContext
 from ..models.context.non_local import NonLocal, to_windows
 from ..models.registry import context_block_class, context_block_names
-from ..models.weights import CheckpointError, load_weights
 
 
 Window = Tuple[int, int, int]
@@ -30,21 +26,6 @@ SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")
 
 
 # ------------------------------------------------------------------------------------ model and clip
-
-
-def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> nn.Module:
-    """The config's model with a checkpoint's weights, in eval mode; weights that do not fit fail by name.
-
-    Any format the evaluation command reads (`weights.load_weights`); of our training checkpoints only the
-    "model" entry is read, the optimiser state and other entries are ignored.
-    """
-    model = build_model(cfg, init=False)
-    try:
-        load_weights(model, checkpoint, depth=cfg.RESNET.DEPTH)
-    except CheckpointError as error:
-        raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
-                              f"with?): {error}") from error
-    return place_model(model, cfg, device or select_device(cfg.DEVICE)).eval()
 
 
 def model_device(model: nn.Module) -> torch.device:

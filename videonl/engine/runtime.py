@@ -7,9 +7,14 @@ bf16 needs no scaler; fp16 does. A CPU without native bf16 runs bf16 autocast ma
 """
 
 import contextlib
+from typing import Optional
 
 import torch
 from torch import nn
+
+from videonl.engine.distributed import select_device
+from videonl.models.build import build_model
+from videonl.models.weights import CheckpointError, load_weights
 
 PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -45,3 +50,21 @@ def place_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
 def compiled(model: nn.Module, cfg) -> nn.Module:
     """torch.compile of `model` when TRAIN.COMPILE, else `model` itself."""
     return torch.compile(model) if cfg.TRAIN.COMPILE else model
+
+
+def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> nn.Module:
+    """The config's model with a checkpoint's weights, placed as `place_model` does (on DEVICE
+    unless `device` is given), in eval mode; weights that
+    do not fit fail by name.
+
+    Any format the evaluation command reads (`weights.load_weights`); of our training checkpoints only the
+    "model" entry is read, the optimiser state and other entries are ignored. The one way testing,
+    prediction, export and analysis load a trained model.
+    """
+    model = build_model(cfg, init=False)
+    try:
+        load_weights(model, checkpoint, depth=cfg.RESNET.DEPTH)
+    except CheckpointError as error:
+        raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
+                              f"with?): {error}") from error
+    return place_model(model, cfg, device or select_device(cfg.DEVICE)).eval()

@@ -9,9 +9,8 @@ from torch import nn
 
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.evaluate import evaluate, format_results
-from videonl.engine.runtime import place_model
-from videonl.models.build import build_model
-from videonl.models.weights import CheckpointError, cfg_for_weights, load_weights
+from videonl.engine.runtime import load_model
+from videonl.models.weights import CheckpointError, cfg_for_weights
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +37,7 @@ def test(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict
     if trained is not None and not cfg.TEST.CHECKPOINT:
         model = trained
     else:
-        model = build_model(cfg, init=False)
-        load_weights(model, source, depth=cfg.RESNET.DEPTH)
-        place_model(model, cfg, device)
+        model = load_model(cfg, source, device)
     out_dir = os.path.join(cfg.OUTPUT_DIR, "test", os.path.splitext(os.path.basename(source))[0])
     logger.info("testing %s on %s (%d clips x %s crop per video); results in %s", source, cfg.TEST.SPLIT,
                 cfg.TEST.NUM_CLIPS, cfg.TEST.CROP, out_dir)
