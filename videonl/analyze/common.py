@@ -38,7 +38,7 @@ def centred_clip(cfg, path: str, device: torch.device) -> torch.Tensor:
     item = VideoDataset([VideoRecord(str(path), -1)], "val", cfg)[0]
     if item["views"] is None:
         raise DecodeError(str(path), item["error"])
-    return model_input(item["views"], cfg, device)
+    return model_input(item["views"].cut(), cfg, device)
 
 
 def denormalised_frames(clip: torch.Tensor, cfg) -> torch.Tensor:

@@ -5,12 +5,14 @@ Batch formats, for the training loop and the evaluator:
 train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
     The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
-val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
-             "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
-    `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
-    time (video-major); concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row
-    with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
-Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
+val / test: {"views": list of B_ok `VideoViews` (the videos that decoded, in batch order: each its distinct
+             frames and the plan of its V views), "label": long [B], "index": long [B], "valid": bool [B],
+             "error": list of B strings}
+    `view_batches(batch["views"], cfg, device)` sends each video's frames to the device once, cuts the views
+    there and yields them ready for the model, TEST.VIEWS_PER_FORWARD at a time (video-major); concatenate the
+    outputs, view them as [B_ok, V, classes], sum the softmax over V. A row with valid False is a video that
+    failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
+Clips and frames are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
 channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
 `model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
 format.
@@ -37,7 +39,7 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.decode import GPU_BACKENDS
-from videonl.data.transforms import normalize
+from videonl.data.transforms import VideoViews, normalize
 
 SPLIT_MODES = ("train", "val", "test")
 
@@ -112,9 +114,8 @@ def collate_train(items: List[Dict]) -> Dict:
 
 
 def collate_views(items: List[Dict]) -> Dict:
-    decoded = [item["views"] for item in items if item["views"] is not None]
     return {
-        "views": stack_clips(decoded) if decoded else torch.empty(0),
+        "views": [item["views"] for item in items if item["views"] is not None],
         "label": torch.tensor([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "valid": torch.tensor([item["views"] is not None for item in items]),
@@ -181,11 +182,24 @@ def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
     return clips.contiguous(memory_format=layout)
 
 
-def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:
-    """[B, V, C, T, H, W] loader views as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order,
-    so that 30 views of a long clip need not fit in memory at once."""
-    for chunk in views.flatten(0, 1).split(cfg.TEST.VIEWS_PER_FORWARD):
-        yield model_input(chunk, cfg, device)
+def view_batches(videos: Sequence[VideoViews], cfg, device: torch.device) -> Iterator[torch.Tensor]:
+    """The views of loader videos as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order (video
+    by video), so that 30 views of a long clip need not fit in memory at once. Each video's distinct frames go
+    to `device` once and its views are cut there."""
+    size = cfg.TEST.VIEWS_PER_FORWARD
+    pieces, filled = [], 0
+    for video in videos:
+        video = video.to(device, non_blocking=True)
+        first = 0
+        while first < len(video):  # a chunk may hold the end of one video and the start of the next
+            count = min(size - filled, len(video) - first)
+            pieces.append(video.cut(first, count))
+            first, filled = first + count, filled + count
+            if filled == size:
+                yield model_input(torch.cat(pieces), cfg, device)
+                pieces, filled = [], 0
+    if pieces:
+        yield model_input(torch.cat(pieces), cfg, device)
 
 
 def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:

@@ -29,6 +29,7 @@ import torch
 
 from videonl.data.datasets import data_class_names, labels_outside
 from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
+from videonl.data.transforms import VideoViews
 from videonl.engine import distributed, plots
 from videonl.engine.runtime import autocast
 from videonl.progress import progress as progress_bar
@@ -237,8 +238,8 @@ def append_scores(log: TextIO, scores: List[VideoScore]) -> None:
 
 # --------------------------------------------------------------------------------------------- scoring
 
-def view_probabilities(model: torch.nn.Module, views: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
-    """[videos, views, classes] softmax of loader views [videos, views, C, T, H, W], on the CPU.
+def view_probabilities(model: torch.nn.Module, views: List[VideoViews], cfg, device: torch.device) -> torch.Tensor:
+    """[videos, views, classes] softmax of the views of loader videos (batch["views"]), on the CPU.
 
     The softmax also fits the fully-convolutional test head, whose eval output is the log of its averaged
     window probabilities: softmax(log p) = p when p sums to 1.
@@ -248,7 +249,7 @@ def view_probabilities(model: torch.nn.Module, views: torch.Tensor, cfg, device:
         with autocast(cfg, device):
             logits = model(chunk)
         outputs.append(logits.float().softmax(dim=-1).cpu())
-    return torch.cat(outputs).view(views.shape[0], views.shape[1], -1)
+    return torch.cat(outputs).view(len(views), len(views[0]), -1)
 
 
 def score_batch(model: torch.nn.Module, batch: dict, records, cfg, device: torch.device) -> List[VideoScore]:
