@@ -28,7 +28,8 @@ demo: $(STAMP)
 	$(PY) -m videonl.prep.demo --out-dir $(DEMO_SOURCE) --train-per-class 32 --val-per-class 8 --workers $$(nproc)
 	for split in train val; do \
 		$(PY) -m videonl.prep.kinetics --csv $(DEMO_SOURCE)/kinetics_$$split.csv --split $$split \
-			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 --workers $$(nproc) || exit 1; \
+			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 --no-fast-decode \
+			--workers $$(nproc) || exit 1; \
 	done
 	$(PY) train_net.py --cfg configs/demo/nl_i3d.yaml
 	$(PY) train_net.py --cfg configs/demo/c2d.yaml
