@@ -85,7 +85,7 @@ def build(job: dict, name: str) -> nn.Module:
     """Our model (`name` OURS) or the counterpart, on the CPU, with fresh weights."""
     cfg = job_cfg(job)
     if name == OURS:
-        return build_model(cfg, init=False)
+        return build_model(cfg)
     from pytorchvideo.models import hub
 
     return getattr(hub, job["counterpart"])(
