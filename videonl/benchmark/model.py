@@ -13,15 +13,17 @@ FLOPs: fvcore's multiply-adds of one forward (`videonl.flops`) times the batch; 
 forwards (the backward as two); FLOP/s count 2 FLOPs per multiply-add, as a matmul's peak does.
 
 The counterpart is the PyTorchVideo hub builder (c2d_r50, i3d_r50, slow_r50) whose backbone equals the
-config's: the same keys as our config of it (packaged kinetics400/{name}_8x8.yaml) in every RESNET table
-but WIDTH, which the counterpart takes from the config (stem_dim_out), so reduced-width configs compare
-alike. Its head pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any
---frames and --size fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
+config's: our plain backbone built from the config has the layers (kernels, strides, norms, input
+channels) of the one built from our config of it (packaged kinetics400/{name}_8x8.yaml), widths aside; the
+counterpart takes its width from the config (stem_dim_out), so reduced-width configs compare alike. Its head
+pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any --frames and --size
+fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
 difference named. A backbone that matches none (32-frame layouts, R101, 3x3x3 I3D, custom blocks) is
 measured alone.
 """
 
 import argparse
+import functools
 import sys
 from typing import Callable, Dict, List, Optional
 
