@@ -3,7 +3,6 @@
 from typing import Dict, Mapping
 
 import torch
-import torchvision
 from torch import nn
 
 from videonl.models.inflation import inflate_state_dict
@@ -57,6 +56,8 @@ def imagenet_depth(model: nn.Module) -> int:
 def imagenet_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """torchvision's ImageNet ResNet (IMAGENET1K_V1, the original recipe) that `model`'s stages come from;
     downloaded on first use."""
+    import torchvision  # here, not at the top: its import costs every command about a second
+
     return torchvision.models.get_model(f"resnet{imagenet_depth(model)}", weights="IMAGENET1K_V1").state_dict()
 
 
