@@ -66,12 +66,15 @@ def backbone(cfg) -> tuple:
     return model.stem.conv.in_channels, layers
 
 
+@functools.lru_cache(maxsize=None)
+def counterpart_backbone(name: str) -> tuple:
+    return backbone(load_cfg(COUNTERPART_CONFIG.format(name=name)))
+
+
 def pytorchvideo_counterpart(cfg) -> Optional[str]:
     """The hub builder whose backbone is the config's (see the module doc), or None."""
-    for name in COUNTERPARTS:
-        if backbone(load_cfg(COUNTERPART_CONFIG.format(name=name))) == backbone(cfg):
-            return name
-    return None
+    ours = backbone(cfg)
+    return next((name for name in COUNTERPARTS if counterpart_backbone(name) == ours), None)
 
 
 def comparison_note(cfg, counterpart: Optional[str]) -> str:
