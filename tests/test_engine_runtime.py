@@ -49,7 +49,7 @@ def tiny_cfg(*opts):
 
 def tiny_model(cfg) -> nn.Module:
     torch.manual_seed(0)
-    return randomize_batch_norms(build_model(cfg, init=False)).eval()
+    return randomize_batch_norms(build_model(cfg)).eval()
 
 
 def test_channels_last_runs_in_that_format_and_gives_the_contiguous_output():

@@ -27,7 +27,7 @@ from videonl.engine.runtime import grad_scaler
 from videonl.engine.train import NonFiniteError, TrainingLoop, training_model
 from videonl.models.build import build_model
 from videonl.models.input_spec import CAFFE2_INPUT, InputSpec
-from videonl.models.weights import load_checkpoint, save_checkpoint
+from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
@@ -240,7 +240,7 @@ def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last
 
 def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_classifier(data_dir, tmp_path):
     source_cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4"])  # the demo's 8 classes
-    source = build_model(source_cfg, init=False)
+    source = build_model(source_cfg)
     save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg, input_spec=CAFFE2_INPUT)
     train_net.main(tiny(data_dir, tmp_path / "run", "MODEL.INIT", str(tmp_path / "eight_classes.pth"),
                         "SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
@@ -297,7 +297,7 @@ def test_evaluation_command_reads_a_caffe2_pkl_as_it_reads_our_checkpoint(data_d
 
     plain = ["CONTEXT.BLOCK", "", "CONTEXT.RES3", "[]", "CONTEXT.RES4", "[]"]
     cfg = load_cfg(DEMO_CFG, [*tiny(data_dir, tmp_path)[2:], *plain])
-    model = randomize_batch_norms(build_model(cfg, init=False))  # no zero residual branch: every blob counts
+    model = randomize_batch_norms(build_model(cfg))  # no zero residual branch: every blob counts
     torch.nn.init.normal_(model.head.fc.weight)  # scores far enough apart for the printed digits to differ
     save_checkpoint(str(tmp_path / "ours.pth"), model, cfg, input_spec=CAFFE2_INPUT)
     save_checkpoint(str(tmp_path / "imagenet.pth"), model, cfg)

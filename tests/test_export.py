@@ -12,7 +12,7 @@ from videonl import export as export_module
 from videonl.config import load_cfg
 from videonl.models import build_model
 from videonl.models.input_spec import InputSpec
-from videonl.models.weights import save_checkpoint
+from videonl.engine.checkpoint_format import save_checkpoint
 
 # One residual block per stage, a context block in res3 and res4, 64-pixel views: small, every block on its path.
 SMALL = ["RESNET.BLOCKS", "[1, 1, 1, 1]", "MODEL.NUM_CLASSES", "5", "DATA.TEST_CROP_SIZE", "64", "CONTEXT.RES2", "[]",

@@ -28,7 +28,8 @@ from torch import nn
 from videonl.command import add_overrides, parse_args, run
 from videonl.config import ConfigError, load_cfg
 from videonl.engine.runtime import load_model
-from videonl.models.weights import CheckpointError, cfg_for_weights
+from videonl.engine.weight_sources import cfg_for_weights
+from videonl.models.conversions import CheckpointError
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 23  # the first with an Attention op: the non-local block's fused path stays one node

@@ -36,7 +36,7 @@ def stage_shapes(model, clip: torch.Tensor) -> Dict[str, List[int]]:
 
 def model_report(cfg, crop: Optional[int] = None, frames: Optional[int] = None) -> dict:
     """Figures for one view of `frames` x `crop` x `crop` (defaults: the config's training clip)."""
-    model = build_model(cfg, init=False).eval()
+    model = build_model(cfg).eval()
     crop = crop or cfg.DATA.TRAIN_CROP_SIZE
     frames = frames or cfg.DATA.NUM_FRAMES
     clip = torch.zeros(1, cfg.DATA.INPUT_CHANNELS, frames, crop, crop)

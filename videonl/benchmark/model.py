@@ -13,10 +13,11 @@ FLOPs: fvcore's multiply-adds of one forward (`videonl.flops`) times the batch; 
 forwards (the backward as two); FLOP/s count 2 FLOPs per multiply-add, as a matmul's peak does.
 
 The counterpart is the PyTorchVideo hub builder (c2d_r50, i3d_r50, slow_r50) whose backbone equals the
-config's: the same keys as our config of it (packaged kinetics400/{name}_8x8.yaml) in every RESNET table
-but WIDTH, which the counterpart takes from the config (stem_dim_out), so reduced-width configs compare
-alike. Its head pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any
---frames and --size fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
+config's: our plain backbone built from the config has the layers (kernels, strides, norms, input
+channels) of the one built from our config of it (packaged kinetics400/{name}_8x8.yaml), widths aside; the
+counterpart takes its width from the config (stem_dim_out), so reduced-width configs compare alike. Its head
+pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any --frames and --size
+fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
 difference named. A backbone that matches none (32-frame layouts, R101, 3x3x3 I3D, custom blocks) is
 measured alone.
 """
@@ -30,40 +31,50 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..command import add_overrides
-from ..config import load_cfg
-from ..data.loader import model_input
-from ..engine.optim import build_optimizer
-from ..engine.runtime import autocast, compiled, grad_scaler, place_model
-from ..flops import flop_analysis
-from ..models import build_model
-from ..models.build import stage_blocks
-from ..models.registry import placement
-from .matmul import matmul
-from .timing import interleaved, isolated, measure
+from videonl.benchmark.matmul import matmul
+from videonl.benchmark.timing import interleaved, isolated, measure
+from videonl.command import add_overrides
+from videonl.config import load_cfg
+from videonl.data.loader import model_input
+from videonl.engine.optim import build_optimizer
+from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
+from videonl.flops import flop_analysis
+from videonl.models import build_model
+from videonl.models.build import stage_blocks
+from videonl.models.registry import STAGES, placement
 
 OURS = "videonl"
 COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
 COUNTERPART_CONFIG = "kinetics400/{name}_8x8.yaml"  # packaged config of each counterpart's backbone
-# What makes two backbones the same network up to their width.
-BACKBONE_KEYS = ("RESNET.DEPTH", "RESNET.BLOCKS", "RESNET.STEM_TEMPORAL_KERNEL", "RESNET.STEM_TEMPORAL_STRIDE",
-                 "RESNET.POOL1_TEMPORAL_KERNEL", "RESNET.POOL1_TEMPORAL_STRIDE", "RESNET.POOL2_TEMPORAL_KERNEL",
-                 "RESNET.POOL2_TEMPORAL_STRIDE", "RESNET.TEMPORAL_KERNEL_A", "RESNET.TEMPORAL_KERNEL_B",
-                 "DATA.INPUT_CHANNELS", "BN.FROZEN")
 PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}  # --precision -> TRAIN.MIXED_PRECISION
 PEAK = "fp32 matmul"
 
 
 def backbone(cfg) -> tuple:
-    return tuple(functools.reduce(getattr, key.split("."), cfg) for key in BACKBONE_KEYS)
+    """What makes two backbones the same network up to their width, read from the built plain backbone (on the
+    meta device, so nothing is allocated): its input channels and every layer before the head by name, type,
+    kernel and stride. Whatever key shapes the network is thereby compared, with no list of keys to keep."""
+    plain = cfg.clone()
+    plain.defrost()
+    plain.CONTEXT.BLOCK = ""
+    for stage in STAGES:
+        plain.CONTEXT[stage.upper()] = []
+    with torch.device("meta"):
+        model = build_model(plain)
+    layers = tuple((name, type(module).__name__, getattr(module, "kernel_size", None), getattr(module, "stride", None))
+                   for part_name, part in model.stage_modules() for name, module in part.named_modules(prefix=part_name))
+    return model.stem.conv.in_channels, layers
+
+
+@functools.lru_cache(maxsize=None)
+def counterpart_backbone(name: str) -> tuple:
+    return backbone(load_cfg(COUNTERPART_CONFIG.format(name=name)))
 
 
 def pytorchvideo_counterpart(cfg) -> Optional[str]:
     """The hub builder whose backbone is the config's (see the module doc), or None."""
-    for name in COUNTERPARTS:
-        if backbone(load_cfg(COUNTERPART_CONFIG.format(name=name))) == backbone(cfg):
-            return name
-    return None
+    ours = backbone(cfg)
+    return next((name for name in COUNTERPARTS if counterpart_backbone(name) == ours), None)
 
 
 def comparison_note(cfg, counterpart: Optional[str]) -> str:
@@ -85,7 +96,7 @@ def build(job: dict, name: str) -> nn.Module:
     """Our model (`name` OURS) or the counterpart, on the CPU, with fresh weights."""
     cfg = job_cfg(job)
     if name == OURS:
-        return build_model(cfg, init=False)
+        return build_model(cfg)
     from pytorchvideo.models import hub
 
     return getattr(hub, job["counterpart"])(

@@ -34,14 +34,12 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler, default_collate
 
-from videonl.data.datasets import VideoDataset, read_video_list
+from videonl import ranks
+from videonl.data.datasets import MODES, VideoDataset, read_video_list
 from videonl.data.decode import GPU_BACKENDS
 from videonl.data.transforms import VideoViews, normalize
-
-SPLIT_MODES = ("train", "val", "test")
 
 
 class ShardSampler(Sampler):
@@ -123,20 +121,14 @@ def collate_views(items: List[Dict]) -> Dict:
     }
 
 
-def _distributed_rank_and_size() -> tuple:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def list_file(cfg, split: str) -> str:
     name = {"train": cfg.DATA.TRAIN_SPLIT, "val": cfg.DATA.VAL_SPLIT, "test": cfg.TEST.SPLIT}[split]
     return os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{name}.csv")
 
 
 def build_dataset(cfg, split: str) -> VideoDataset:
-    if split not in SPLIT_MODES:
-        raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLIT_MODES)}")
+    if split not in MODES:
+        raise ValueError(f"unknown split '{split}'; choose from {', '.join(MODES)}")
     records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
     return VideoDataset(records, split, cfg)
 
@@ -147,7 +139,7 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     torch.distributed's when it is initialised, else to a single process. `indices` (val and test only)
     restricts it to those positions of the list, shared out over the ranks."""
     if rank is None or world_size is None:
-        rank, world_size = _distributed_rank_and_size()
+        rank, world_size = ranks.rank(), ranks.world_size()
     dataset = build_dataset(cfg, split)
     training = split == "train"
     decodes_on_gpu = cfg.DATA.DECODER in GPU_BACKENDS and torch.cuda.is_available()

@@ -19,8 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torchvision.transforms.v2.functional as F
 
-from videonl.models.input_spec import CHANNEL_ORDERS
-
+CHANNEL_ORDERS = ("RGB", "BGR")  # the frames' channel order the model reads (`normalize` reverses for BGR)
 TEST_CROPS = ("3crop", "center", "full")
 FULL_FRAME_MAX_RATIO = (8, 5)  # "full" test views: long side at most 1.6 x the short one, as the official test
 

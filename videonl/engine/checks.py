@@ -62,7 +62,7 @@ def _model_problems(cfg, training: bool, testing: bool) -> List[str]:
     problems = []
     with torch.device("meta"):
         try:
-            model = build_model(cfg, init=False)
+            model = build_model(cfg)
         except (ValueError, KeyError) as err:
             return [f"the model cannot be built: {err}"]
         for key, size in sizes.items():

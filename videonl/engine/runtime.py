@@ -14,7 +14,8 @@ from torch import nn
 
 from videonl.engine.distributed import select_device
 from videonl.models.build import build_model
-from videonl.models.weights import CheckpointError, load_weights
+from videonl.engine.weight_sources import load_weights
+from videonl.models.conversions import CheckpointError
 
 PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -57,13 +58,13 @@ def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> n
     unless `device` is given), in eval mode; weights that
     do not fit fail by name.
 
-    Any format the evaluation command reads (`weights.load_weights`); of our training checkpoints only the
+    Any format the evaluation command reads (`weight_sources.load_weights`); of our training checkpoints only the
     "model" entry is read, the optimiser state and other entries are ignored. The one way testing,
     prediction, export and analysis load a trained model.
     """
-    model = build_model(cfg, init=False)
+    model = build_model(cfg)
     try:
-        load_weights(model, checkpoint, depth=cfg.RESNET.DEPTH)
+        load_weights(model, checkpoint)
     except CheckpointError as error:
         raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
                               f"with?): {error}") from error

@@ -10,7 +10,8 @@ from torch import nn
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.evaluate import evaluate, format_results
 from videonl.engine.runtime import load_model
-from videonl.models.weights import CheckpointError, cfg_for_weights
+from videonl.engine.weight_sources import cfg_for_weights
+from videonl.models.conversions import CheckpointError
 
 logger = logging.getLogger(__name__)
 

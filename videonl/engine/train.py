@@ -19,14 +19,16 @@ from torch import nn
 from videonl.data.loader import build_loader, model_input, set_epoch
 from videonl.engine import distributed
 from videonl.engine.checkpoint import CheckpointManager, rng_state, set_rng_state
+from videonl.engine.checkpoint_format import load_checkpoint
 from videonl.engine.evaluate import evaluate, format_results
+from videonl.engine.initialization import initialize
 from videonl.engine.logging import MetricsWriter
 from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling, set_learning_rate
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
 from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
+from videonl.engine.weight_sources import cfg_for_weights
 from videonl.models.build import build_model
-from videonl.models.weights import cfg_for_weights, initialize, load_checkpoint
 from videonl.progress import Progress, progress
 
 logger = logging.getLogger(__name__)
@@ -58,9 +60,9 @@ def train(cfg, device: torch.device) -> nn.Module:
 
 def training_model(cfg, device: torch.device, initialise: bool) -> nn.Module:
     """The model on `device`, with MODEL.INIT loaded unless a checkpoint will overwrite it anyway."""
-    model = build_model(cfg, init=False)
+    model = build_model(cfg)
     if initialise and cfg.MODEL.INIT:
-        initialize(model, cfg.MODEL.INIT, depth=cfg.RESNET.DEPTH)
+        initialize(model, cfg.MODEL.INIT)
     if cfg.TRAIN.SYNC_BN and distributed.world_size() > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return place_model(model, cfg, device)
