@@ -21,6 +21,7 @@ from helpers import randomize_batch_norms
 from videonl.prep.common import encode_h264
 from videonl.config import ConfigError, load_cfg
 from videonl.engine import distributed
+from videonl.engine import train as engine_train
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.optim import build_optimizer
 from videonl.engine.runtime import grad_scaler
@@ -264,6 +265,22 @@ def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir,
     with pytest.raises(ConfigError, match=named):
         train_net.main(tiny(data_dir, tmp_path, *overrides))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_python_entry_sets_the_run_up_as_the_command_does(data_dir, tmp_path):
+    """engine.train.train called from Python checks the config, fixes the decoder and seeds every RNG."""
+    short = ["SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TRAIN.PRECISE_BN_BATCHES", "0", "TEST.ENABLE", "False"]
+    trained = []
+    for caller_seed in (1, 2):  # the caller's RNG state must not reach the initial weights or dropout
+        torch.manual_seed(caller_seed)
+        cfg = load_cfg(DEMO_CFG, tiny(data_dir, tmp_path / str(caller_seed), *short)[2:])
+        trained.append(engine_train.train(cfg).state_dict())
+    assert_same_weights(*trained)
+    saved = load_cfg(str(tmp_path / "1" / "config.yaml"))
+    assert saved.DATA.DECODER != "auto" and saved.SOLVER.MAX_ITER == 2
+    with pytest.raises(ConfigError, match=r"SOLVER.STEPS \[4, 2\] must increase"):
+        engine_train.train(load_cfg(DEMO_CFG, tiny(data_dir, tmp_path / "bad", *short, "SOLVER.STEPS", "[4, 2]")[2:]))
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_the_ucf101_recipe_without_pretrained_weights_fails_before_training(data_dir, tmp_path):

@@ -25,6 +25,7 @@ from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling,
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
 from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
+from videonl.engine.setup import prepared_run
 from videonl.models.build import build_model
 from videonl.models.weights import cfg_for_weights, initialize, load_checkpoint
 from videonl.progress import Progress, progress
@@ -38,8 +39,16 @@ class NonFiniteError(RuntimeError):
     loss) the batch's videos. No checkpoint is written after it, so the newest one is the last good state."""
 
 
-def train(cfg, device: torch.device) -> nn.Module:
-    """Train as the config says (resuming when a checkpoint exists) and return the trained model.
+def train(cfg) -> nn.Module:
+    """The Python entry for training alone: the set-up every run shares (`setup.prepared_run`: seeds, checks,
+    decoder choice, logging), then `train_model`; returns the trained model."""
+    with prepared_run(cfg, training=True, testing=False) as (cfg, device):
+        return train_model(cfg, device)
+
+
+def train_model(cfg, device: torch.device) -> nn.Module:
+    """Train as the config says (resuming when a checkpoint exists) and return the trained model; the run is
+    set up already (`train` and `launch` do it).
 
     The data feed MODEL.INIT's weights the input they were trained on, unless the config sets its own.
     """
