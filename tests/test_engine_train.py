@@ -187,7 +187,7 @@ def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_
 ])
 def test_mixed_precision_step_computes_in_half_precision_and_updates_float32_weights(data_dir, tmp_path, precision,
                                                                                     dtype):
-    loop = training_loop(data_dir, tmp_path, "TRAIN.MIXED_PRECISION", precision)
+    loop = training_loop(data_dir, tmp_path, "RUNTIME.PRECISION", precision)
     conv_outputs = []
     loop.model.res3[0].conv_b.register_forward_hook(lambda module, inputs, output: conv_outputs.append(output.dtype))
     before = {name: p.detach().clone() for name, p in loop.model.named_parameters()}

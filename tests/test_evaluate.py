@@ -215,7 +215,7 @@ def test_format_results_keeps_clip_level_apart(data_dir):
 
 
 def tiny_model_cfg(data_dir):
-    cfg = grey_cfg(data_dir, **{"TEST.CROP": "3crop", "TRAIN.CHANNELS_LAST": True})
+    cfg = grey_cfg(data_dir, **{"TEST.CROP": "3crop", "RUNTIME.CHANNELS_LAST": True})
     cfg.DATA.TEST_CROP_SIZE, cfg.MODEL.HEAD_POOL = 64, 1  # res5 is 2 x 2: four windows, log-averaged softmax
     cfg.RESNET.BLOCKS, cfg.RESNET.WIDTH, cfg.RESNET.ZERO_INIT_FINAL_BN = [1, 1, 1, 1], 4, False
     cfg.TEST.NUM_CLIPS = 1
@@ -233,7 +233,7 @@ def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(data_di
     stored = {line["index"]: line for line in score_lines(tmp_path)}
     views = next(iter(build_loader(cfg, "test")))["views"][0]  # grey40.mp4: 3 crops
     with torch.no_grad():
-        output = model.eval()(model_input(views, cfg, torch.device("cpu")))
+        output = model.eval()(model_input(views, cfg, torch.device("cpu"), torch.channels_last_3d))
     assert torch.allclose(output.exp().sum(dim=1), torch.ones(3))  # eval output: log-probabilities
     expected = output.exp().mean(dim=0)
     assert torch.allclose(torch.tensor(stored[0]["probabilities"]), expected, rtol=1e-5, atol=1e-7)

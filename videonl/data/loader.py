@@ -7,13 +7,13 @@ train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
     The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
 val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
              "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
-    `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
+    `view_batches(batch["views"], cfg, device, memory_format)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
     time (video-major); concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row
     with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
 Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
 channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
-`model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
-format.
+`model_input(tensor, cfg, device, memory_format)`, which moves it, normalises it when needed and gives it the
+model's memory format (the engine's choice, `engine.runtime.memory_format`).
 
 Training uses `TrainSampler`: a seeded permutation per epoch, cut into global batches of which each rank takes
 its slice, yielding (index, seed) pairs so that a clip's augmentation depends only on TRAIN.SEED, the epoch
@@ -170,22 +170,22 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     )
 
 
-def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+def model_input(clips: torch.Tensor, cfg, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
     """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE;
-    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's memory format: channels-last-3d with
-    TRAIN.CHANNELS_LAST (the loader's own layout, so no copy), else contiguous (reordered on the device)."""
+    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's `memory_format`: channels-last-3d is the loader's
+    own layout (no copy); contiguous is reordered on the device."""
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
         clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD, cfg.DATA.CHANNEL_ORDER)
-    layout = torch.channels_last_3d if cfg.TRAIN.CHANNELS_LAST else torch.contiguous_format
-    return clips.contiguous(memory_format=layout)
+    return clips.contiguous(memory_format=memory_format)
 
 
-def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:
+def view_batches(views: torch.Tensor, cfg, device: torch.device,
+                 memory_format: torch.memory_format) -> Iterator[torch.Tensor]:
     """[B, V, C, T, H, W] loader views as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order,
     so that 30 views of a long clip need not fit in memory at once."""
     for chunk in views.flatten(0, 1).split(cfg.TEST.VIEWS_PER_FORWARD):
-        yield model_input(chunk, cfg, device)
+        yield model_input(chunk, cfg, device, memory_format)
 
 
 def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:

@@ -35,8 +35,8 @@ def _solver_problems(cfg) -> List[str]:
                         f"{solver.MAX_ITER})")
     if solver.MAX_ITER <= 0 or solver.REFERENCE_BATCH_SIZE <= 0:
         problems.append("SOLVER.MAX_ITER and SOLVER.REFERENCE_BATCH_SIZE must be positive")
-    if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
-        problems.append(f"TRAIN.MIXED_PRECISION '{cfg.TRAIN.MIXED_PRECISION}' is not one of {', '.join(PRECISIONS)}")
+    if cfg.RUNTIME.PRECISION not in PRECISIONS:
+        problems.append(f"RUNTIME.PRECISION '{cfg.RUNTIME.PRECISION}' is not one of {', '.join(PRECISIONS)}")
     if cfg.TRAIN.REQUIRE_INIT and not cfg.MODEL.INIT:
         problems.append("MODEL.INIT is empty, but this recipe fine-tunes pretrained weights (TRAIN.REQUIRE_INIT): "
                         "add MODEL.INIT path/to/checkpoint.pth (e.g. the model's Kinetics-400 checkpoint)")

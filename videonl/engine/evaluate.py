@@ -30,7 +30,7 @@ import torch
 from videonl.data.datasets import data_class_names, labels_outside
 from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
 from videonl.engine import distributed, plots
-from videonl.engine.runtime import autocast
+from videonl.engine.runtime import autocast, memory_format
 from videonl.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def view_probabilities(model: torch.nn.Module, views: torch.Tensor, cfg, device:
     window probabilities: softmax(log p) = p when p sums to 1.
     """
     outputs = []
-    for chunk in view_batches(views, cfg, device):
+    for chunk in view_batches(views, cfg, device, memory_format(cfg)):
         with autocast(cfg, device):
             logits = model(chunk)
         outputs.append(logits.float().softmax(dim=-1).cpu())
