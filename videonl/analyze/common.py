@@ -194,7 +194,7 @@ def capture_block_io(model: nn.Module, probes: List[Probe], clips: torch.Tensor)
 
     hooks = [probe.block.register_forward_hook(keep(probe.name)) for probe in probes]
     try:
-        model(clips)
+        model.features(clips)  # the blocks' inputs and outputs are all it needs: no classifier output
     finally:
         for hook in hooks:
             hook.remove()

@@ -3,7 +3,8 @@
 For our model built from the config, and for PyTorchVideo's model of the same backbone:
   train step   forward, cross-entropy, backward and an SGD step (SOLVER's momentum and weight decay) in
                train mode: the median of --steps steps after --warmup, the models taking turns step by step
-  inference    a forward in eval mode under `torch.inference_mode`, timed the same way
+  inference    a forward in eval mode under `torch.inference_mode`, timed the same way: both models' logits
+               of the globally pooled clip (ours: `model(clip)`, not `test_logits`), so the heads match
   peak MiB     the peak memory of each, above the model and its input (one warm-up and one call): on the
                CPU the growth of the peak resident size of a fresh process, on CUDA max_memory_allocated
   GFLOP/s      the train step's FLOPs over its time, and that as a share of an fp32 matmul's rate

@@ -67,9 +67,10 @@ def _model_problems(cfg, training: bool, testing: bool) -> List[str]:
             return [f"the model cannot be built: {err}"]
         for key, size in sizes.items():
             clip = torch.empty(1, cfg.DATA.INPUT_CHANNELS, frames, size, size)
-            for mode in ("train", "eval"):
+            for mode, output in (("train", model), ("eval", model.test_logits)):
                 try:
-                    model.train(mode == "train")(clip)
+                    model.train(mode == "train")
+                    output(clip)
                 except (RuntimeError, ValueError) as err:
                     problems.append(f"DATA.NUM_FRAMES {frames} x {key} {size}: the model cannot run in {mode} mode on "
                                     f"such a clip (temporal/spatial pooling or block grouping): {err}")

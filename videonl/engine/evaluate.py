@@ -238,15 +238,12 @@ def append_scores(log: TextIO, scores: List[VideoScore]) -> None:
 # --------------------------------------------------------------------------------------------- scoring
 
 def view_probabilities(model: torch.nn.Module, views: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
-    """[videos, views, classes] softmax of loader views [videos, views, C, T, H, W], on the CPU.
-
-    The softmax also fits the fully-convolutional test head, whose eval output is the log of its averaged
-    window probabilities: softmax(log p) = p when p sums to 1.
-    """
+    """[videos, views, classes] softmax of the model's `test_logits` on loader views [videos, views, C, T, H, W],
+    on the CPU (with the fully-convolutional head, each view's softmax averaged over its windows)."""
     outputs = []
     for chunk in view_batches(views, cfg, device, memory_format(cfg)):
         with autocast(cfg, device):
-            logits = model(chunk)
+            logits = model.test_logits(chunk)
         outputs.append(logits.float().softmax(dim=-1).cpu())
     return torch.cat(outputs).view(views.shape[0], views.shape[1], -1)
 
