@@ -21,6 +21,7 @@ from helpers import randomize_batch_norms
 from videonl.prep.common import encode_h264
 from videonl.config import ConfigError, load_cfg
 from videonl.engine import distributed
+from videonl.engine import train as engine_train
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.optim import build_optimizer
 from videonl.engine.runtime import grad_scaler
@@ -186,7 +187,7 @@ def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_
 ])
 def test_mixed_precision_step_computes_in_half_precision_and_updates_float32_weights(data_dir, tmp_path, precision,
                                                                                     dtype):
-    loop = training_loop(data_dir, tmp_path, "TRAIN.MIXED_PRECISION", precision)
+    loop = training_loop(data_dir, tmp_path, "RUNTIME.PRECISION", precision)
     conv_outputs = []
     loop.model.res3[0].conv_b.register_forward_hook(lambda module, inputs, output: conv_outputs.append(output.dtype))
     before = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
@@ -264,6 +265,22 @@ def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir,
     with pytest.raises(ConfigError, match=named):
         train_net.main(tiny(data_dir, tmp_path, *overrides))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_python_entry_sets_the_run_up_as_the_command_does(data_dir, tmp_path):
+    """engine.train.train called from Python checks the config, fixes the decoder and seeds every RNG."""
+    short = ["SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TRAIN.PRECISE_BN_BATCHES", "0", "TEST.ENABLE", "False"]
+    trained = []
+    for caller_seed in (1, 2):  # the caller's RNG state must not reach the initial weights or dropout
+        torch.manual_seed(caller_seed)
+        cfg = load_cfg(DEMO_CFG, tiny(data_dir, tmp_path / str(caller_seed), *short)[2:])
+        trained.append(engine_train.train(cfg).state_dict())
+    assert_same_weights(*trained)
+    saved = load_cfg(str(tmp_path / "1" / "config.yaml"))
+    assert saved.DATA.DECODER != "auto" and saved.SOLVER.MAX_ITER == 2
+    with pytest.raises(ConfigError, match=r"SOLVER.STEPS \[4, 2\] must increase"):
+        engine_train.train(load_cfg(DEMO_CFG, tiny(data_dir, tmp_path / "bad", *short, "SOLVER.STEPS", "[4, 2]")[2:]))
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_the_ucf101_recipe_without_pretrained_weights_fails_before_training(data_dir, tmp_path):

@@ -3,7 +3,8 @@
 For our model built from the config, and for PyTorchVideo's model of the same backbone:
   train step   forward, cross-entropy, backward and an SGD step (SOLVER's momentum and weight decay) in
                train mode: the median of --steps steps after --warmup, the models taking turns step by step
-  inference    a forward in eval mode under `torch.inference_mode`, timed the same way
+  inference    a forward in eval mode under `torch.inference_mode`, timed the same way: both models' logits
+               of the globally pooled clip (ours: `model(clip)`, not `test_logits`), so the heads match
   peak MiB     the peak memory of each, above the model and its input (one warm-up and one call): on the
                CPU the growth of the peak resident size of a fresh process, on CUDA max_memory_allocated
   GFLOP/s      the train step's FLOPs over its time, and that as a share of an fp32 matmul's rate
@@ -37,7 +38,7 @@ from videonl.command import add_overrides
 from videonl.config import load_cfg
 from videonl.data.loader import model_input
 from videonl.engine.optim import build_optimizer
-from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
+from videonl.engine.runtime import PRECISIONS, autocast, compiled, grad_scaler, memory_format, place_model
 from videonl.flops import flop_analysis
 from videonl.models import build_model
 from videonl.models.build import stage_blocks
@@ -46,7 +47,6 @@ from videonl.models.registry import STAGES, placement
 OURS = "videonl"
 COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
 COUNTERPART_CONFIG = "kinetics400/{name}_8x8.yaml"  # packaged config of each counterpart's backbone
-PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}  # --precision -> TRAIN.MIXED_PRECISION
 PEAK = "fp32 matmul"
 
 
@@ -108,7 +108,7 @@ def build(job: dict, name: str) -> nn.Module:
 def clip_and_labels(job: dict) -> tuple:
     cfg = job_cfg(job)
     shape = (job["batch"], cfg.DATA.INPUT_CHANNELS, job["frames"], job["size"], job["size"])
-    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]))
+    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]), memory_format(cfg))
     return clip, torch.randint(cfg.MODEL.NUM_CLASSES, (job["batch"],), device=job["device"])
 
 
@@ -188,11 +188,11 @@ def format_table(rows: Dict[str, dict], peak_gflops: float, peaks: Optional[Dict
 
 
 def describe(job: dict, cfg, note: str) -> List[str]:
-    layout = "channels-last-3d" if cfg.TRAIN.CHANNELS_LAST else "contiguous"
+    layout = "channels-last-3d" if cfg.RUNTIME.CHANNELS_LAST else "contiguous"
     return [f"config       {job['cfg']} {' '.join(job['opts'])}".rstrip(),
             f"input        {job['batch']} x {cfg.DATA.INPUT_CHANNELS} x {job['frames']} x {job['size']} x "
             f"{job['size']}; {job['device']}, {torch.get_num_threads()} threads, {job['precision']}, {layout}, "
-            f"{'compiled' if cfg.TRAIN.COMPILE else 'eager'}",
+            f"{'compiled' if cfg.RUNTIME.COMPILE else 'eager'}",
             f"counterpart  {note}",
             f"medians of {job['steps']} calls after {job['warmup']} warm-up, taken in turn; a train step counts "
             "3 forwards, FLOPs = 2 x multiply-adds"]
@@ -207,8 +207,8 @@ def precision_warning(precision: str, device: str) -> Optional[str]:
 
 def job_from_args(args: argparse.Namespace) -> dict:
     """Plain data for the measuring processes: the options become config overrides."""
-    settings = ["TRAIN.MIXED_PRECISION", PRECISIONS[args.precision], "TRAIN.CHANNELS_LAST", str(args.channels_last),
-                "TRAIN.COMPILE", str(args.compile)]
+    settings = ["RUNTIME.PRECISION", args.precision, "RUNTIME.CHANNELS_LAST", str(args.channels_last),
+                "RUNTIME.COMPILE", str(args.compile)]
     cfg = load_cfg(args.cfg, list(args.opts) + settings)
     counterpart = pytorchvideo_counterpart(cfg)
     return {"cfg": args.cfg, "opts": list(args.opts), "settings": settings, "counterpart": counterpart,
@@ -243,10 +243,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--size", type=int, help="clip height and width (default: DATA.TRAIN_CROP_SIZE)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
-                        help="autocast dtype (sets TRAIN.MIXED_PRECISION; fp16 adds a grad scaler)")
+                        help="autocast dtype (sets RUNTIME.PRECISION; fp16 adds a grad scaler)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="channels-last-3d model and input (sets TRAIN.CHANNELS_LAST)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile both models (sets TRAIN.COMPILE)")
+                        help="channels-last-3d model and input (sets RUNTIME.CHANNELS_LAST)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (sets RUNTIME.COMPILE)")
     parser.add_argument("--steps", type=int, default=5, help="timed calls per figure (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed for the peak")

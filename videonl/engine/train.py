@@ -26,7 +26,8 @@ from videonl.engine.logging import MetricsWriter
 from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling, set_learning_rate
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
-from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
+from videonl.engine.runtime import autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.engine.setup import prepared_run
 from videonl.engine.weight_sources import cfg_for_weights
 from videonl.models.build import build_model
 from videonl.progress import Progress, progress
@@ -40,8 +41,16 @@ class NonFiniteError(RuntimeError):
     loss) the batch's videos. No checkpoint is written after it, so the newest one is the last good state."""
 
 
-def train(cfg, device: torch.device) -> nn.Module:
-    """Train as the config says (resuming when a checkpoint exists) and return the trained model.
+def train(cfg) -> nn.Module:
+    """The Python entry for training alone: the set-up every run shares (`setup.prepared_run`: seeds, checks,
+    decoder choice, logging), then `train_model`; returns the trained model."""
+    with prepared_run(cfg, training=True, testing=False) as (cfg, device):
+        return train_model(cfg, device)
+
+
+def train_model(cfg, device: torch.device) -> nn.Module:
+    """Train as the config says (resuming when a checkpoint exists) and return the trained model; the run is
+    set up already (`train` and `launch` do it).
 
     The data feed MODEL.INIT's weights the input they were trained on, unless the config sets its own.
     """
@@ -136,7 +145,7 @@ class TrainingLoop:
         cfg = self.cfg
         lr = learning_rate(cfg, iteration, self.global_batch)
         set_learning_rate(self.optimizer, lr)
-        clips = model_input(batch["clip"], cfg, self.device)
+        clips = model_input(batch["clip"], cfg, self.device, memory_format(cfg))
         with autocast(cfg, self.device):
             loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())
@@ -219,4 +228,4 @@ class TrainingLoop:
             self.precise_bn_loader = build_loader(self.cfg, "train")
         batches = training_batches(self.precise_bn_loader, PRECISE_BN_EPOCH + done)
         for batch in itertools.islice(batches, self.cfg.TRAIN.PRECISE_BN_BATCHES):
-            yield model_input(batch["clip"], self.cfg, self.device)
+            yield model_input(batch["clip"], self.cfg, self.device, memory_format(self.cfg))
