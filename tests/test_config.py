@@ -7,7 +7,7 @@ import yaml
 
 from helpers import structure_of
 import videonl.config as config_module
-from videonl.config import ConfigError, get_cfg, load_cfg
+from videonl.config import ConfigError, NodeSpec, add_node, get_cfg, load_cfg, plugin_nodes
 from videonl.models.registry import context_block_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +26,35 @@ def _leaf_keys(node, prefix=""):
 
 
 def test_every_default_has_a_comment():
+    """config.py's keys carry a comment there; a plug-in's (a block's) carry one in its NodeSpec."""
     lines = Path(config_module.__file__).read_text().splitlines()
+    plugins = {spec.name: spec for spec in plugin_nodes()}
+    assert {"NONLOCAL", "GC", "SE", "CGNL", "SGE", "COT"} <= set(plugins)
     for key in _leaf_keys(get_cfg()):
+        node, _, rest = key.partition(".")
+        if node in plugins:
+            assert plugins[node].comment(rest).strip(), f"{key} has no comment"
+            continue
         pattern = re.compile(rf"^\s*_C\.{re.escape(key)} = ")
         index = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
         assert index is not None, f"{key} is not assigned in config.py"
         commented = "#" in lines[index] or lines[index - 1].strip().startswith("#")
         assert commented, f"{key} has no comment"
+
+
+def test_a_plugin_node_declares_every_key_with_a_comment_and_a_fresh_default():
+    with pytest.raises(ValueError, match="TOYSPEC.SIZE must be declared as"):
+        NodeSpec("TOYSPEC", SIZE=3)
+    with pytest.raises(ValueError, match="TOYSPEC.SIZE must be declared as"):
+        NodeSpec("TOYSPEC", SIZE=(3, " "))
+    with pytest.raises(ValueError, match=r"renamed keys \['WIDTH'\]"):
+        NodeSpec("TOYSPEC", renamed={"WIDTH": "MODEL.WIDTH"}, SIZE=(3, "size"))
+    spec = NodeSpec("TOYSPEC", SIZES=([1, 2], "sizes"))
+    first = spec.defaults()
+    first.SIZES.append(3)
+    assert spec.defaults().SIZES == [1, 2]
+    with pytest.raises(ValueError, match="NONLOCAL is already declared"):
+        add_node(NodeSpec("NONLOCAL", MODE=("space", "mode")))
 
 
 def _write(path, text):
