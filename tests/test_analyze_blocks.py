@@ -5,8 +5,11 @@ import itertools
 import pytest
 import torch
 
+from videonl.analyze.common import attention_probes
+from videonl.analyze.statistics import block_statistics
 from videonl.models.context import non_local
-from videonl.models.context.global_context import GCBlock
+from videonl.models.context.attention import AttentionKind
+from videonl.models.context.global_context import GCBlock, SqueezeExcite
 from videonl.models.context.non_local import INSTANTIATIONS, NonLocal, from_windows, to_windows
 
 # (mode, frames per group, pool): whole clip, per frame, per pixel track, groups of frames, pooled time.
@@ -56,3 +59,32 @@ def test_gc_attention_is_the_map_its_pooling_uses():
     assert attention.shape == (2, 1, 60)
     expected = (x.flatten(2) * attention).sum(-1).view(2, 8, 1, 1, 1)
     torch.testing.assert_close(block.pool(x), expected)
+
+
+class FrameMean(torch.nn.Module):
+    """A block from outside the package that attends evenly over each frame: x + the frame's mean."""
+
+    attention_kind = AttentionKind("uniform per frame", distributions=True)
+
+    def attention_windows(self, shape):
+        t, h, w = shape[2:]
+        return (1, h, w), (1, h, w), (t, h, w)
+
+    def attention_maps(self, x, rows):
+        b, _, t, h, w = x.shape
+        return torch.full((b * t, len(rows), h * w), 1 / (h * w))
+
+    def forward(self, x):
+        return x + x.mean(dim=(3, 4), keepdim=True)
+
+
+def test_the_analysis_finds_every_block_that_attends_by_the_contract_alone():
+    model = torch.nn.ModuleDict({"gc": GCBlock(8, ratio=2), "se": SqueezeExcite(8, "average", "excite", "multiply", ratio=2),
+                                 "nl": NonLocal(8, 4), "frames": FrameMean()})
+    probes = {probe.name: probe for probe in attention_probes(model)}
+    assert list(probes) == ["gc", "nl", "frames"]  # SE pools without attention
+    assert probes["frames"].kind == "FrameMean uniform per frame" and probes["gc"].kind == "gc attention pooling"
+    x = torch.randn(1, 8, 2, 4, 4)
+    stats = block_statistics(probes["frames"], x, model["frames"](x), 8, seed=0)
+    assert (stats.windows, stats.positions) == (2, 16)  # a window per frame
+    assert stats.means["attention"].mean < 1e-12 and stats.means["output"].mean < 1e-9  # one map, one residual

@@ -57,6 +57,12 @@ def test_a_plugin_node_declares_every_key_with_a_comment_and_a_fresh_default():
         add_node(NodeSpec("NONLOCAL", MODE=("space", "mode")))
 
 
+def test_a_plugin_node_may_not_replace_a_node_of_the_config(monkeypatch):
+    monkeypatch.setitem(config_module._PLUGIN_NODES, "MODEL", NodeSpec("MODEL", WIDTH=(1, "width")))
+    with pytest.raises(ValueError, match="plug-in config node MODEL clashes"):
+        get_cfg()
+
+
 def _write(path, text):
     path.write_text(text)
     return str(path)
