@@ -57,6 +57,12 @@ def test_a_plugin_node_declares_every_key_with_a_comment_and_a_fresh_default():
         add_node(NodeSpec("NONLOCAL", MODE=("space", "mode")))
 
 
+def test_a_plugin_module_that_is_not_there_is_named(monkeypatch):
+    monkeypatch.setenv("VIDEONL_PLUGINS", "videonl_no_such_blocks")
+    with pytest.raises(ConfigError, match="VIDEONL_PLUGINS: plug-in module 'videonl_no_such_blocks' not found"):
+        get_cfg()
+
+
 def test_a_plugin_node_may_not_replace_a_node_of_the_config(monkeypatch):
     monkeypatch.setitem(config_module._PLUGIN_NODES, "MODEL", NodeSpec("MODEL", WIDTH=(1, "width")))
     with pytest.raises(ValueError, match="plug-in config node MODEL clashes"):

@@ -6,7 +6,8 @@ A config file is named by its path or by its place among the configs shipped in 
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 
 A plug-in (a context block) declares its own node beside its code as a `NodeSpec` and adds it with `add_node`;
-`get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`).
+`get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`) and the user's
+(the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks videonl train ...`).
 """
 
 import copy
@@ -151,6 +152,7 @@ def get_cfg() -> CfgNode:
 
 
 PLUGINS = ("videonl.models.context",)  # imported by get_cfg(): the package's own blocks, which add their nodes
+PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's own blocks, imported after PLUGINS
 _PLUGIN_NODES: Dict[str, "NodeSpec"] = {}
 
 
@@ -208,9 +210,20 @@ def plugin_nodes() -> Tuple[NodeSpec, ...]:
     return tuple(_PLUGIN_NODES.values())
 
 
+def _import_plugins() -> None:
+    user = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+    for module in PLUGINS + tuple(user):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not (module == err.name or module.startswith(err.name + ".")):
+                raise  # the plug-in was found; something it imports was not
+            raise ConfigError(f"{PLUGINS_ENV}: plug-in module '{module}' not found (is its folder on PYTHONPATH?)") \
+                from err
+
+
 def _add_plugin_nodes(cfg: CfgNode) -> None:
-    for module in PLUGINS:
-        importlib.import_module(module)
+    _import_plugins()
     for name, spec in _PLUGIN_NODES.items():
         if name in cfg:
             raise ValueError(f"plug-in config node {name} clashes with a node of get_cfg()")
