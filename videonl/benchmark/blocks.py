@@ -106,6 +106,7 @@ def format_table(rows: List[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_cfg(args.cfg, args.opts)  # fails early on a bad config, and imports the user's blocks (VIDEONL_PLUGINS)
     names = args.blocks or list(context_block_names())
     unknown = [name for name in names if name not in context_block_names()]
     if unknown:
