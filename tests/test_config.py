@@ -177,7 +177,7 @@ def _model_cfg(path: Path):
 def test_a_recipe_after_any_model_sets_its_own_keys_and_nothing_else(recipe):
     named, alone = _named_keys(recipe), load_cfg(str(recipe))
     assert "MODEL.NUM_CLASSES" in named
-    assert not {key.split(".")[0] for key in named} & {"RESNET", "CONTEXT", "NONLOCAL", "GC", "CGNL", "SGE", "COT"}
+    assert not {key.split(".")[0] for key in named} & {"RESNET", "CONTEXT", *(spec.name for spec in plugin_nodes())}
     for model in KINETICS_MODELS:
         base, composed = _model_cfg(model), load_cfg([str(model), str(recipe)])
         assert {k for k in named if _get(composed, k) != _get(alone, k)} == set(), model

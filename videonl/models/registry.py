@@ -5,8 +5,8 @@ A context block is an `nn.Module` on `[B, C, T, H, W]` that keeps the shape. Its
 part of every config (`get_cfg()`), and `CONTEXT.BLOCK name` builds the block with its classmethod
 `from_config(settings, site)`, which turns the node's values into constructor arguments. The backbone says
 where the block goes and what it must fit (`Site`: stage, channels, stride, the backbone's norm), so a block
-reads nothing else of the config. A new block is therefore one module (anywhere, imported before the config
-is loaded) and a YAML file that names it.
+reads nothing else of the config. A new block is therefore one module (in `context/`, or anywhere on the path
+and named in VIDEONL_PLUGINS, see `config.PLUGINS_ENV`) and a YAML file that names it.
 
 At position `conv_b` the block takes the place of a bottleneck's 3x3 conv and its BN: such a block sets
 `replaces_conv_b = True` and its site has the bottleneck's inner width and the conv's spatial stride.
