@@ -15,7 +15,7 @@ import importlib
 import logging
 import os
 from importlib import resources
-from typing import Any, Dict, Iterable, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -163,7 +163,7 @@ class NodeSpec:
     with a logged warning, while the new key keeps its default.
     """
 
-    def __init__(self, name: str, renamed: Dict[str, str] = None, **keys: Tuple[Any, str]):
+    def __init__(self, name: str, renamed: Optional[Dict[str, str]] = None, **keys: Tuple[Any, str]):
         for key, spec in keys.items():
             if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], str) and spec[1].strip()):
                 raise ValueError(f"{name}.{key} must be declared as (default, one-line comment), got {spec!r}")
