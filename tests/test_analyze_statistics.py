@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videonl.analyze.common import NonLocalProbe, AttentionPoolingProbe
+from videonl.analyze.common import Probe
 from videonl.analyze.statistics import (block_statistics, clip_statistics, cosine_distance, format_table,
                                         jensen_shannon, sample_queries, statistics_row)
 from videonl.config import load_cfg
@@ -81,7 +81,7 @@ def nonlocal_statistics(instantiation="embedded_gaussian", mode="spacetime", que
         torch.nn.init.zeros_(block.conv_theta.weight)  # every query the same q = bias: one map for all
     x = torch.randn(1, 8, 4, 6, 6)
     with torch.no_grad():
-        return block_statistics(NonLocalProbe("res4.0.context", block), x, block(x), queries, seed=0)
+        return block_statistics(Probe("res4.0.context", block), x, block(x), queries, seed=0)
 
 
 @pytest.mark.parametrize("mode", ["spacetime", "space", "time"])
@@ -110,7 +110,7 @@ def test_pairs_are_formed_within_windows_on_sampled_queries():
 
 
 def test_jsd_is_left_out_where_maps_are_not_distributions():
-    row = statistics_row(NonLocalProbe("res4.0.context", NonLocal(8, 4, "dot_product")),
+    row = statistics_row(Probe("res4.0.context", NonLocal(8, 4, "dot_product")),
                          nonlocal_statistics("dot_product"))
     assert row["att_jsd"] is None and row["att_cos_dist"] > 0
     assert format_table([row]).splitlines()[1].split()[-1] == "-"
@@ -120,7 +120,7 @@ def test_attention_pooling_is_query_independent_by_construction():
     block = randomized(GCBlock(8, ratio=2))
     x = torch.randn(1, 8, 2, 4, 4)
     with torch.no_grad():
-        stats = block_statistics(AttentionPoolingProbe("res4.0.context", block), x, block(x), 256, seed=0)
+        stats = block_statistics(Probe("res4.0.context", block), x, block(x), 256, seed=0)
     assert stats.means["attention"].mean < 1e-12 and stats.means["jsd"].mean < 1e-12
     assert stats.means["output"].mean < 1e-9  # the same residual added at every position
     assert stats.means["input"].mean > 0.1

@@ -1,5 +1,6 @@
 """The global-context framework: GC, simplified NL and SE against GCNet's formulas and figures."""
 
+import logging
 import math
 
 import pytest
@@ -9,6 +10,7 @@ from block_checks import assert_matches_reference, conv1x1
 from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.info import model_report
+from videonl.models import build_model
 from videonl.models.context.global_context import GCBlock, GlobalContext, SimplifiedNonLocal, SqueezeExcite
 from videonl.models.registry import context_block_class
 
@@ -62,7 +64,7 @@ def test_any_combination_of_the_three_parts():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"pooling": "max"}, "pooling 'max'"), ({"transform": "mlp"}, "transform 'mlp'"),
-    ({"fusion": "concat"}, "fusion 'concat'"), ({"ratio": 32}, "GC.RATIO 32"),
+    ({"fusion": "concat"}, "fusion 'concat'"), ({"ratio": 32}, "ratio 32 leaves no channels"),
 ])
 def test_bad_parts_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -112,3 +114,22 @@ def test_gcnet_resnet50_figures():
                                                                                (3, 2048, 7**2)))
     assert math.isclose((ours["gflops"] - plain["gflops"]) * 1e9, hand, rel_tol=0, abs_tol=0.5)
     assert math.isclose(sum(b["gflops"] for b in ours["context_blocks"]) * 1e9, hand, abs_tol=0.5)
+
+
+def _se_reduction(caplog, *opts):
+    """The hidden width of the SE blocks that `opts` give a narrow SE slow-only model, and the warnings logged."""
+    cfg = load_cfg("configs/kinetics400/se_slow_r50_8x8_all.yaml", ["RESNET.WIDTH", "16", *opts])
+    with caplog.at_level(logging.WARNING, logger="videonl.config"):
+        caplog.clear()
+        block = build_model(cfg).res2[0].context
+    return block.transform[0].in_channels // block.transform[0].out_channels, caplog.messages
+
+
+def test_se_reads_its_own_ratio_and_an_old_gc_ratio_with_a_logged_rename(caplog):
+    assert _se_reduction(caplog) == (16, [])
+    assert _se_reduction(caplog, "SE.RATIO", "4") == (4, [])
+    reduction, messages = _se_reduction(caplog, "SE.RATIO", "16", "GC.RATIO", "8")  # an SE config of before SE.RATIO
+    assert reduction == 8 and len(messages) == 1 and "set SE.RATIO instead" in messages[0]
+    gc = load_cfg("configs/kinetics400/gc_slow_r50_8x8_gc_all.yaml", ["RESNET.WIDTH", "16", "SE.RATIO", "2"])
+    block = build_model(gc).res3[0].context
+    assert block.transform[0].in_channels // block.transform[0].out_channels == 4  # GC.RATIO of the file, not SE's

@@ -7,7 +7,7 @@ import yaml
 
 from helpers import structure_of
 import videonl.config as config_module
-from videonl.config import ConfigError, get_cfg, load_cfg
+from videonl.config import ConfigError, NodeSpec, add_node, get_cfg, load_cfg, plugin_nodes
 from videonl.models.registry import context_block_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +26,47 @@ def _leaf_keys(node, prefix=""):
 
 
 def test_every_default_has_a_comment():
+    """config.py's keys carry a comment there; a plug-in's (a block's) carry one in its NodeSpec."""
     lines = Path(config_module.__file__).read_text().splitlines()
+    plugins = {spec.name: spec for spec in plugin_nodes()}
+    assert {"NONLOCAL", "GC", "SE", "CGNL", "SGE", "COT"} <= set(plugins)
     for key in _leaf_keys(get_cfg()):
+        node, _, rest = key.partition(".")
+        if node in plugins:
+            assert plugins[node].comment(rest).strip(), f"{key} has no comment"
+            continue
         pattern = re.compile(rf"^\s*_C\.{re.escape(key)} = ")
         index = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
         assert index is not None, f"{key} is not assigned in config.py"
         commented = "#" in lines[index] or lines[index - 1].strip().startswith("#")
         assert commented, f"{key} has no comment"
+
+
+def test_a_plugin_node_declares_every_key_with_a_comment_and_a_fresh_default():
+    with pytest.raises(ValueError, match="TOYSPEC.SIZE must be declared as"):
+        NodeSpec("TOYSPEC", SIZE=3)
+    with pytest.raises(ValueError, match="TOYSPEC.SIZE must be declared as"):
+        NodeSpec("TOYSPEC", SIZE=(3, " "))
+    with pytest.raises(ValueError, match=r"renamed keys \['WIDTH'\]"):
+        NodeSpec("TOYSPEC", renamed={"WIDTH": "MODEL.WIDTH"}, SIZE=(3, "size"))
+    spec = NodeSpec("TOYSPEC", SIZES=([1, 2], "sizes"))
+    first = spec.defaults()
+    first.SIZES.append(3)
+    assert spec.defaults().SIZES == [1, 2]
+    with pytest.raises(ValueError, match="NONLOCAL is already declared"):
+        add_node(NodeSpec("NONLOCAL", MODE=("space", "mode")))
+
+
+def test_a_plugin_module_that_is_not_there_is_named(monkeypatch):
+    monkeypatch.setenv("VIDEONL_PLUGINS", "videonl_no_such_blocks")
+    with pytest.raises(ConfigError, match="VIDEONL_PLUGINS: plug-in module 'videonl_no_such_blocks' not found"):
+        get_cfg()
+
+
+def test_a_plugin_node_may_not_replace_a_node_of_the_config(monkeypatch):
+    monkeypatch.setitem(config_module._PLUGIN_NODES, "MODEL", NodeSpec("MODEL", WIDTH=(1, "width")))
+    with pytest.raises(ValueError, match="plug-in config node MODEL clashes"):
+        get_cfg()
 
 
 def _write(path, text):
@@ -161,7 +195,7 @@ def _model_cfg(path: Path):
 def test_a_recipe_after_any_model_sets_its_own_keys_and_nothing_else(recipe):
     named, alone = _named_keys(recipe), load_cfg(str(recipe))
     assert "MODEL.NUM_CLASSES" in named
-    assert not {key.split(".")[0] for key in named} & {"RESNET", "CONTEXT", "NONLOCAL", "GC", "CGNL", "SGE", "COT"}
+    assert not {key.split(".")[0] for key in named} & {"RESNET", "CONTEXT", *(spec.name for spec in plugin_nodes())}
     for model in KINETICS_MODELS:
         base, composed = _model_cfg(model), load_cfg([str(model), str(recipe)])
         assert {k for k in named if _get(composed, k) != _get(alone, k)} == set(), model

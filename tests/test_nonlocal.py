@@ -180,6 +180,13 @@ def test_frozen_bn_models_get_blocks_without_bn_and_zero_output_conv():
     assert [b.frames_per_group for b in blocks] == [4, 4, 0, 0, 0]
 
 
+def test_blocks_normalise_as_the_backbone_does():
+    model = build_model(load_cfg("configs/kinetics400/nl_i3d_r50_32x2.yaml",
+                                 ["RESNET.WIDTH", "8", "BN.EPS", "0.001", "BN.MOMENTUM", "0.01"]))
+    blocks = [m for m in model.modules() if isinstance(m, NonLocal)]
+    assert len(blocks) == 5 and all((b.bn.eps, b.bn.momentum) == (0.001, 0.01) for b in blocks)
+
+
 @pytest.mark.parametrize(
     "name, places",
     [

@@ -111,8 +111,8 @@ class Negate(nn.Module):
         self.dim, self.stage = dim, stage
 
     @classmethod
-    def from_config(cls, cfg, dim, stage):
-        return cls(dim, stage)
+    def from_config(cls, settings, site):
+        return cls(site.dim, site.stage)
 
     def forward(self, x):
         assert x.shape[1] == self.dim

@@ -4,12 +4,18 @@ A config is `get_cfg()` merged with one or more YAML files in order (each may in
 `_BASE_`, a path or a list of paths relative to the file) and then with `KEY VALUE` pairs from the command line.
 A config file is named by its path or by its place among the configs shipped in the package
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
+
+A plug-in (a context block) declares its own node beside its code as a `NodeSpec` and adds it with `add_node`;
+`get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`) and the user's
+(the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks videonl train ...`).
 """
 
+import copy
+import importlib
 import logging
 import os
 from importlib import resources
-from typing import Iterable, Sequence, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -71,41 +77,6 @@ def get_cfg() -> CfgNode:
     _C.CONTEXT.RES3 = []  # ... in res3 (non-local 5-block: [1, 3])
     _C.CONTEXT.RES4 = []  # ... in res4 (non-local 5-block: [1, 3, 5]; 1-block: [4])
     _C.CONTEXT.RES5 = []  # ... in res5
-
-    # The non-local block (CONTEXT.BLOCK nonlocal).
-    _C.NONLOCAL = CfgNode()
-    _C.NONLOCAL.INSTANTIATION = "embedded_gaussian"  # gaussian | embedded_gaussian | dot_product | concatenation
-    _C.NONLOCAL.MODE = "spacetime"  # spacetime | space (within each frame) | time (across frames, per position)
-    _C.NONLOCAL.FRAMES_PER_GROUP = [0, 0, 0, 0]  # per stage res2..res5: attend within n-frame groups (0: clip)
-    _C.NONLOCAL.INNER_RATIO = 0.5  # theta, phi, g channels as a fraction of the block's (paper: 1/2)
-    _C.NONLOCAL.POOL = [1, 2, 2]  # max-pool (t, h, w) of the input of phi and g (official code: 1x2x2)
-    _C.NONLOCAL.USE_SCALE = True  # scale softmax logits by 1/sqrt(d), as the official code does
-    _C.NONLOCAL.FAST = True  # fused / reassociated attention where it applies; False: plain matmuls
-
-    # Global-context framework (GCNet, Cao et al.): context modelling -> transform -> fusion; blocks gc, snl, se.
-    _C.GC = CfgNode()
-    _C.GC.RATIO = 16  # bottleneck / SE reduction r: C -> C/r -> C (GCNet: 16; 4 on Kinetics)
-
-    # Compact generalised non-local (CGNL, Yue et al. 2018), block cgnl.
-    _C.CGNL = CfgNode()
-    _C.CGNL.KERNEL = "dot_product"  # dot_product | gaussian (RBF) | embedded_gaussian, Taylor-expanded
-    _C.CGNL.GROUPS = 8  # channel groups; attention runs over C/G * T*H*W values inside each group
-    _C.CGNL.ORDER = 3  # Taylor order of the gaussian and embedded_gaussian kernels
-    _C.CGNL.GAMMA = 1e-4  # RBF width of the gaussian kernel, exp(-gamma * (a - b)^2)
-    _C.CGNL.USE_SCALE = False  # divide the kernel by sqrt(C/G * T*H*W), the group's flattened length
-
-    # Spatial group-wise enhance (SGE, Li et al. 2019), block sge.
-    _C.SGE = CfgNode()
-    _C.SGE.GROUPS = 64  # channel groups, each enhanced over its T*H*W positions
-    _C.SGE.EPS = 1e-5  # added to the std when normalising the similarity over positions
-
-    # Contextual Transformer (CoT, Li et al. 2021), block cot, placed at CONTEXT.POSITION conv_b.
-    _C.COT = CfgNode()
-    _C.COT.TEMPORAL_KERNEL = 1  # local window t x 3 x 3 of keys and attention: 1 frame-wise, 3 spatio-temporal
-    _C.COT.KEY_GROUPS = 4  # groups of the key conv that gives the static context
-    _C.COT.HEAD_CHANNELS = 8  # channels sharing one local attention map (CoTNet: 8)
-    _C.COT.EMBED_REDUCTION = 2  # [query, keys] 2C -> C/2 -> heads * window
-    _C.COT.FUSION_REDUCTION = 4  # split-attention fusion hidden width max(2C/4, 32)
 
     # Training (train_net.py). The defaults are the non-local paper's 32-frame recipe (NL-paper sec. 4.1 and the
     # official 8-GPU config): batch 64, SGD, LR 0.01 divided by 10 at 150k and 300k, 400k iterations.
@@ -187,7 +158,87 @@ def get_cfg() -> CfgNode:
 
     _C.DEVICE = "auto"  # cuda (this process's local GPU under torchrun) when available, else cpu; or cpu / cuda
     _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
+    _add_plugin_nodes(_C)  # each context block's own settings (NONLOCAL, GC, SE, CGNL, SGE, COT, ...)
     return _C
+
+
+PLUGINS = ("videonl.models.context",)  # imported by get_cfg(): the package's own blocks, which add their nodes
+PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's own blocks, imported after PLUGINS
+_PLUGIN_NODES: Dict[str, "NodeSpec"] = {}
+
+
+class NodeSpec:
+    """A config node declared beside the code that reads it: its name, and each key as `KEY=(default, comment)`.
+
+    `renamed` maps a key to the dotted key older configs set in its place; `read` takes the old key's value,
+    with a logged warning, while the new key keeps its default.
+    """
+
+    def __init__(self, name: str, renamed: Optional[Dict[str, str]] = None, **keys: Tuple[Any, str]):
+        for key, spec in keys.items():
+            if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], str) and spec[1].strip()):
+                raise ValueError(f"{name}.{key} must be declared as (default, one-line comment), got {spec!r}")
+        unknown = set(renamed or ()) - set(keys)
+        if unknown:
+            raise ValueError(f"{name}: renamed keys {sorted(unknown)} are not keys of the node")
+        self.name, self.keys, self.renamed = name, keys, dict(renamed or {})
+
+    def defaults(self) -> CfgNode:
+        return CfgNode({key: copy.deepcopy(default) for key, (default, _) in self.keys.items()})
+
+    def comment(self, key: str) -> str:
+        return self.keys[key][1]
+
+    def read(self, cfg: CfgNode) -> CfgNode:
+        """The node's values in `cfg`, with values that older configs set under a former key moved over."""
+        node = cfg[self.name].clone()
+        defaults = get_cfg()
+        for key, old in self.renamed.items():
+            old_value, old_default = _dotted(cfg, old), _dotted(defaults, old)
+            if node[key] == self.keys[key][0] and old_value != old_default:
+                logging.getLogger(__name__).warning("%s %s is read as %s.%s; the key was renamed: set %s.%s instead",
+                                                    old, old_value, self.name, key, self.name, key)
+                node[key] = old_value
+        return node
+
+
+def _dotted(cfg: CfgNode, key: str) -> Any:
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def add_node(spec: NodeSpec) -> None:
+    """Make `spec`'s node part of every config `get_cfg()` builds from now on (blocks may share one node)."""
+    known = _PLUGIN_NODES.get(spec.name)
+    if known is not None and known is not spec:
+        raise ValueError(f"config node {spec.name} is already declared elsewhere")
+    _PLUGIN_NODES[spec.name] = spec
+
+
+def plugin_nodes() -> Tuple[NodeSpec, ...]:
+    """The nodes plug-ins have added, in the order they were added."""
+    return tuple(_PLUGIN_NODES.values())
+
+
+def _import_plugins() -> None:
+    user = [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+    for module in PLUGINS + tuple(user):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not (module == err.name or module.startswith(err.name + ".")):
+                raise  # the plug-in was found; something it imports was not
+            raise ConfigError(f"{PLUGINS_ENV}: plug-in module '{module}' not found (is its folder on PYTHONPATH?)") \
+                from err
+
+
+def _add_plugin_nodes(cfg: CfgNode) -> None:
+    _import_plugins()
+    for name, spec in _PLUGIN_NODES.items():
+        if name in cfg:
+            raise ValueError(f"plug-in config node {name} clashes with a node of get_cfg()")
+        cfg[name] = spec.defaults()
 
 
 def _base_files(cfg_file: str) -> list:

@@ -2,11 +2,10 @@
 
 A *probe* gives one view of every attention block: where its queries sit (positions grouped into the
 windows the block attends within), and the attention map of chosen query rows, computed by the block's own
-code. Non-local blocks attend within windows (whole clip, a frame, a pixel track, a group of frames); GC and
-SNL blocks pool the whole clip with one softmax map that every position shares.
+code (the `AttentionBlock` contract). Non-local blocks attend within windows (whole clip, a frame, a pixel track,
+a group of frames); GC and SNL blocks pool the whole clip with one softmax map that every position shares.
 """
 
-import abc
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -17,13 +16,9 @@ from ..data.datasets import VideoDataset, VideoRecord
 from ..data.decode import DecodeError
 from ..data.loader import model_input
 from ..engine.runtime import memory_format
-from ..models.context.global_context import GlobalContext
-from ..models.context.non_local import NonLocal, to_windows
-from ..models.registry import context_block_class, context_block_names
-
-
-Window = Tuple[int, int, int]
-SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")
+from ..models.context.attention import AttentionBlock, Window
+from ..models.context.non_local import to_windows
+from ..models.registry import registered_name
 
 
 # ------------------------------------------------------------------------------------ model and clip
@@ -60,108 +55,55 @@ def grid_indices(grid: Sequence[int], window: Window) -> torch.Tensor:
     return to_windows(flat, window)[..., 0]
 
 
-class Probe(abc.ABC):
-    """One attention block's queries and attention maps on its input `x` [B, C, T, H, W]."""
+class Probe:
+    """One attention block's queries and attention maps on its input `x` [B, C, T, H, W], read through the
+    block's `AttentionBlock` contract."""
 
-    shared_map = False  # one map for all queries (attention pooling), so attention distances are 0
-
-    def __init__(self, name: str, block: nn.Module):
+    def __init__(self, name: str, block: AttentionBlock):
         self.name, self.block = name, block
 
     @property
     def stage(self) -> str:
         return self.name.split(".")[0]
 
-    @abc.abstractmethod
-    def windows(self, shape: Sequence[int]) -> Tuple[Window, Window]:
-        """(query window, key window) in positions of the input grid and of the key grid."""
-
-    @abc.abstractmethod
-    def key_grid(self, shape: Sequence[int]) -> Window:
-        """T x H x W of the map the keys are taken from."""
-
-    @abc.abstractmethod
-    def attention(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """[windows, len(rows), keys]: the attention of query `rows` (positions within a window) of every window."""
-
     @property
-    @abc.abstractmethod
     def kind(self) -> str:
-        """What the block computes, for the table (the instantiation and how positions are grouped)."""
+        """What the block computes, for the table: its registered name and its attention's description."""
+        return f"{registered_name(self.block)} {self.block.attention_kind.description}"
 
     @property
-    @abc.abstractmethod
     def distributions(self) -> bool:
         """Whether each attention map sums to 1 over its keys, so that distances between distributions apply."""
+        return self.block.attention_kind.distributions
+
+    @property
+    def shared_map(self) -> bool:
+        """One map for all queries (attention pooling), so attention distances are 0."""
+        return self.block.attention_kind.shared
+
+    def windows(self, shape: Sequence[int]) -> Tuple[Window, Window]:
+        """(query window, key window) in positions of the input grid and of the key grid."""
+        return self.block.attention_windows(shape)[:2]
+
+    def key_grid(self, shape: Sequence[int]) -> Window:
+        """T x H x W of the map the keys are taken from."""
+        return self.block.attention_windows(shape)[2]
+
+    def attention(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """[windows, len(rows), keys]: the attention of query `rows` (positions within a window) of every window."""
+        return self.block.attention_maps(x, rows)
 
     def queries(self, v: torch.Tensor) -> torch.Tensor:
         """A map of the input's shape as [windows, positions, channels], grouped as the block's queries."""
         return to_windows(v, self.windows(v.shape)[0])
 
 
-class NonLocalProbe(Probe):
-    def windows(self, shape):
-        return self.block.windows(shape)
-
-    def key_grid(self, shape):
-        pool = self.block.pool.kernel_size if self.block.pool is not None else (1, 1, 1)
-        return tuple(n // p for n, p in zip(shape[2:], pool))
-
-    def attention(self, x, rows):
-        q, k, _ = self.block.embed(x)
-        return self.block.attention_weights(q[:, rows], k)
-
-    @property
-    def kind(self):
-        block = self.block
-        group = f" (groups of {block.frames_per_group} frames)" if block.frames_per_group else ""
-        return f"nonlocal {block.instantiation} {block.mode}{group}"
-
-    @property
-    def distributions(self):
-        return self.block.instantiation in SOFTMAX_INSTANTIATIONS
-
-
-class AttentionPoolingProbe(Probe):
-    """GC / SNL: every position is a query of one whole-clip window, all with the pooling's one map."""
-
-    shared_map = True
-
-    def windows(self, shape):
-        return tuple(shape[2:]), tuple(shape[2:])
-
-    def key_grid(self, shape):
-        return tuple(shape[2:])
-
-    def attention(self, x, rows):
-        shared = self.block.attention(x)  # [B, 1, T*H*W]
-        return shared.expand(-1, len(rows), -1)
-
-    @property
-    def kind(self):
-        return f"{registered_name(self.block)} attention pooling"
-
-    @property
-    def distributions(self):
-        return True
-
-
-def registered_name(block: nn.Module) -> str:
-    """The CONTEXT.BLOCK name of a block's class (its class name when it is not registered)."""
-    names = [name for name in context_block_names() if context_block_class(name) is type(block)]
-    return names[0] if names else type(block).__name__
-
-
 def attention_probes(model: nn.Module) -> List[Probe]:
-    """A probe for every non-local block and every GC / SNL block (attention pooling), in forward order."""
-    probes = []
-    for name, module in model.named_modules():
-        if isinstance(module, NonLocal):
-            probes.append(NonLocalProbe(name, module))
-        elif isinstance(module, GlobalContext) and module.mask is not None:
-            probes.append(AttentionPoolingProbe(name, module))
+    """A probe for every block that attends (non-local, GC / SNL attention pooling, ...), in forward order."""
+    probes = [Probe(name, module) for name, module in model.named_modules()
+              if isinstance(module, AttentionBlock) and module.attention_kind is not None]
     if not probes:
-        raise ValueError("the model has no non-local blocks and no GC / SNL blocks (attention pooling) to analyse")
+        raise ValueError("the model has no attention blocks to analyse (non-local, GC / SNL attention pooling, ...)")
     return probes
 
 

@@ -19,15 +19,16 @@ from typing import Dict, List
 
 import torch
 
-from ..command import add_overrides
-from ..config import load_cfg
-from ..flops import flop_analysis
-from ..info import stage_shapes
-from ..models import build_model
-from ..models.registry import context_block_class, context_block_names
-from .timing import isolated, measure
+from videonl.benchmark.timing import isolated, measure
+from videonl.command import add_overrides
+from videonl.config import load_cfg
+from videonl.flops import flop_analysis
+from videonl.info import stage_shapes
+from videonl.models import build_model
+from videonl.models.build import backbone_norm
+from videonl.models.registry import STAGES, build_context_block, context_block_names, site_for
 
-STAGES = ("res3", "res4", "res5")
+MEASURED_STAGES = STAGES[1:]  # res3..res5, where the papers place their blocks (SE's res2 aside)
 REFERENCE_BLOCK = "nonlocal"
 
 
@@ -52,21 +53,16 @@ def stage_inputs(cfg_file: str, opts: List[str]) -> Dict[str, dict]:
                        cfg.DATA.TRAIN_CROP_SIZE)
     shapes = stage_shapes(model, clip)
     return {stage: {"dim_inner": getattr(model, stage)[-1].conv_a.out_channels, "dim_out": shapes[stage][0],
-                    "thw": shapes[stage][1:]} for stage in STAGES}
+                    "thw": shapes[stage][1:]} for stage in MEASURED_STAGES}
 
 
 def measure_block(job: dict) -> dict:
     """Build one block at one stage's shape and measure it (see module doc); `job` is plain data."""
     cfg = load_cfg(job["cfg"], job["opts"])
     device = torch.device(job["device"])
-    block_class = context_block_class(job["block"])
-    if getattr(block_class, "replaces_conv_b", False):  # in place of a stride-1 3x3 conv
-        dim = job["dim_inner"]
-        block = block_class.from_config(cfg, dim, job["stage"], 1)
-    else:
-        dim = job["dim_out"]
-        block = block_class.from_config(cfg, dim, job["stage"])
-    shape = (dim, *job["thw"])
+    site = site_for(job["block"], job["stage"], job["dim_inner"], job["dim_out"], 1, backbone_norm(cfg))  # stride 1
+    block = build_context_block(cfg, job["block"], site)
+    shape = (site.dim, *job["thw"])
     block.train().to(device)
     x = torch.randn(job["batch"], *shape, device=device, requires_grad=True)
 
@@ -110,6 +106,7 @@ def format_table(rows: List[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_cfg(args.cfg, args.opts)  # fails early on a bad config, and imports the user's blocks (VIDEONL_PLUGINS)
     names = args.blocks or list(context_block_names())
     unknown = [name for name in names if name not in context_block_names()]
     if unknown:
@@ -117,6 +114,6 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     rows = benchmark(args.cfg, args.opts, names, args.device, args.batch, args.repeat)
-    rows.sort(key=lambda row: (STAGES.index(row["stage"]), row["block"] != REFERENCE_BLOCK, row["block"]))
+    rows.sort(key=lambda row: (MEASURED_STAGES.index(row["stage"]), row["block"] != REFERENCE_BLOCK, row["block"]))
     print(format_table(rows))
     return 0

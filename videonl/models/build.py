@@ -1,11 +1,11 @@
 """build_model(cfg): the config's backbone, context blocks and head, freshly initialised (MODEL.INIT's weights
 are the engine's: `videonl.engine.initialization`)."""
 
-from typing import Tuple
+from typing import Callable, Tuple
 
 from torch import nn
 
-from . import context  # noqa: F401  (registers the context blocks)
+from . import context  # noqa: F401  (registers the package's context blocks)
 from .norm import make_norm
 from .registry import context_factory
 from .resnet3d import STAGE_BLOCKS, VideoResNet
@@ -22,6 +22,11 @@ def stage_blocks(cfg) -> Tuple[int, ...]:
     return STAGE_BLOCKS[cfg.RESNET.DEPTH]
 
 
+def backbone_norm(cfg) -> Callable[[int], nn.Module]:
+    """The normalisation every layer of the backbone, and every context block that normalises, uses (BN.*)."""
+    return make_norm(cfg.BN.EPS, cfg.BN.MOMENTUM, cfg.BN.FROZEN)
+
+
 def build_model(cfg) -> nn.Module:
     """The model the config describes, with fresh weights."""
     blocks = stage_blocks(cfg)
@@ -36,7 +41,7 @@ def build_model(cfg) -> nn.Module:
         pool2_t_stride=cfg.RESNET.POOL2_TEMPORAL_STRIDE,
         t_kernels_a=cfg.RESNET.TEMPORAL_KERNEL_A,
         t_kernels_b=cfg.RESNET.TEMPORAL_KERNEL_B,
-        norm=make_norm(cfg.BN.EPS, cfg.BN.MOMENTUM, cfg.BN.FROZEN),
+        norm=backbone_norm(cfg),
         make_context=context_factory(cfg, blocks),
         context_position=cfg.CONTEXT.POSITION,
         num_classes=cfg.MODEL.NUM_CLASSES,

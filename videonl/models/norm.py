@@ -39,3 +39,8 @@ def make_norm(eps: float = 1e-5, momentum: float = 0.1, frozen: bool = False) ->
     if frozen:
         return partial(FrozenBatchNorm3d, eps=eps)
     return partial(nn.BatchNorm3d, eps=eps, momentum=momentum)
+
+
+def learns(norm: Callable[[int], nn.Module]) -> bool:
+    """Whether the layers `norm` makes have parameters to train (frozen BatchNorm's have none)."""
+    return any(True for _ in norm(1).parameters())

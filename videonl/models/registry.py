@@ -1,33 +1,66 @@
 """Context blocks by name, and the placement spec that says which residual blocks get one.
 
-A context block is an `nn.Module` on `[B, C, T, H, W]` that keeps the shape. It is registered with
-`@register_context_block("name")` and built by its `from_config(cfg, dim, stage)` classmethod, so a new
-block is one registered class plus a YAML file that names it.
+A context block is an `nn.Module` on `[B, C, T, H, W]` that keeps the shape. Its module declares it with
+`@register_context_block("name", settings=NodeSpec("NODE", KEY=(default, "comment"), ...))`: the node becomes
+part of every config (`get_cfg()`), and `CONTEXT.BLOCK name` builds the block with its classmethod
+`from_config(settings, site)`, which turns the node's values into constructor arguments. The backbone says
+where the block goes and what it must fit (`Site`: stage, channels, stride, the backbone's norm), so a block
+reads nothing else of the config. A new block is therefore one module (in `context/`, or anywhere on the path
+and named in VIDEONL_PLUGINS, see `config.PLUGINS_ENV`) and a YAML file that names it.
 
 At position `conv_b` the block takes the place of a bottleneck's 3x3 conv and its BN: such a block sets
-`replaces_conv_b = True` and is built by `from_config(cfg, dim_inner, stage, stride)`, mapping
-`[B, dim_inner, T, H, W]` to `[B, dim_inner, T, H/stride, W/stride]`.
+`replaces_conv_b = True` and its site has the bottleneck's inner width and the conv's spatial stride.
 """
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
+from fvcore.common.config import CfgNode
 from torch import nn
+
+from ..config import NodeSpec, add_node
 
 STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_block", "after_conv_c", "after_add", "conv_b")
 
-_CONTEXT_BLOCKS: Dict[str, type] = {}
+Norm = Callable[[int], nn.Module]
 
 
-def register_context_block(name: str) -> Callable[[type], type]:
-    """Class decorator: make a context block available as `CONTEXT.BLOCK name`."""
+@dataclass(frozen=True)
+class Site:
+    """Where the backbone puts a block: it maps `[B, dim, T, H, W]` to `[B, dim, T, H/stride, W/stride]` in
+    `stage` (stride > 1 only for a block that replaces a strided 3x3 conv) and normalises with `norm`."""
+
+    stage: str
+    dim: int
+    stride: int = 1
+    norm: Norm = nn.BatchNorm3d
+
+
+@dataclass(frozen=True)
+class _Entry:
+    block_class: type
+    settings: Optional[NodeSpec]
+
+
+_CONTEXT_BLOCKS: Dict[str, _Entry] = {}
+
+
+def register_context_block(name: str, settings: Optional[NodeSpec] = None) -> Callable[[type], type]:
+    """Class decorator: make a context block available as `CONTEXT.BLOCK name`, its `settings` node in the config.
+
+    Blocks may share one node (the GCNet presets share GC).
+    """
 
     def register(cls: type) -> type:
         if name in _CONTEXT_BLOCKS:
-            raise ValueError(f"context block '{name}' is already registered by {_CONTEXT_BLOCKS[name].__name__}")
+            known = _CONTEXT_BLOCKS[name].block_class.__name__
+            raise ValueError(f"context block '{name}' is already registered by {known}")
         if not hasattr(cls, "from_config"):
-            raise TypeError(f"context block {cls.__name__} needs a from_config(cfg, dim, stage) classmethod")
-        _CONTEXT_BLOCKS[name] = cls
+            raise TypeError(f"context block {cls.__name__} needs a from_config(settings, site) classmethod")
+        if settings is not None:
+            add_node(settings)
+        _CONTEXT_BLOCKS[name] = _Entry(cls, settings)
         return cls
 
     return register
@@ -37,11 +70,39 @@ def context_block_names() -> Tuple[str, ...]:
     return tuple(sorted(_CONTEXT_BLOCKS))
 
 
-def context_block_class(name: str) -> type:
+def _entry(name: str) -> _Entry:
     if name not in _CONTEXT_BLOCKS:
         known = ", ".join(context_block_names()) or "none registered"
         raise KeyError(f"CONTEXT.BLOCK '{name}' is not a registered context block (known: {known})")
     return _CONTEXT_BLOCKS[name]
+
+
+def context_block_class(name: str) -> type:
+    return _entry(name).block_class
+
+
+def registered_name(block: nn.Module) -> str:
+    """The CONTEXT.BLOCK name of a block's class (its class name when it is not registered)."""
+    names = [name for name, entry in sorted(_CONTEXT_BLOCKS.items()) if entry.block_class is type(block)]
+    return names[0] if names else type(block).__name__
+
+
+def block_settings(cfg: CfgNode, name: str) -> Optional[CfgNode]:
+    """The values of block `name`'s own node in `cfg` (None for a block without settings)."""
+    settings = _entry(name).settings
+    return settings.read(cfg) if settings is not None else None
+
+
+def site_for(name: str, stage: str, dim_inner: int, dim_out: int, stride: int, norm: Norm) -> Site:
+    """The site of block `name` in a bottleneck of `stage`: its 3x3 conv's (`conv_b` blocks) or its output's."""
+    if getattr(context_block_class(name), "replaces_conv_b", False):
+        return Site(stage, dim_inner, stride, norm)
+    return Site(stage, dim_out, 1, norm)
+
+
+def build_context_block(cfg: CfgNode, name: str, site: Site) -> nn.Module:
+    """Block `name` at `site`, with its settings from `cfg`."""
+    return context_block_class(name).from_config(block_settings(cfg, name), site)
 
 
 def placement(cfg, blocks_per_stage) -> Dict[Tuple[str, int], None]:
@@ -64,20 +125,20 @@ def placement(cfg, blocks_per_stage) -> Dict[Tuple[str, int], None]:
     return places
 
 
-def context_factory(cfg, blocks_per_stage) -> Callable[[str, int, int, int, int], Optional[nn.Module]]:
-    """`make(stage, index, dim_inner, dim_out, stride)` returns the block for that residual block, or None."""
+def context_factory(cfg, blocks_per_stage) -> Callable[..., Optional[nn.Module]]:
+    """`make(stage, index, dim_inner, dim_out, stride, norm)` returns the block for that residual block, or None."""
     places = placement(cfg, blocks_per_stage)
-    block_class = context_block_class(cfg.CONTEXT.BLOCK) if places else None
-    replaces_conv_b = cfg.CONTEXT.POSITION == "conv_b"
-    if places and replaces_conv_b != getattr(block_class, "replaces_conv_b", False):
-        raise ValueError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' cannot go at CONTEXT.POSITION '{cfg.CONTEXT.POSITION}': "
+    if not places:
+        return lambda *where: None
+    name = cfg.CONTEXT.BLOCK
+    block_class, settings = context_block_class(name), block_settings(cfg, name)
+    if (cfg.CONTEXT.POSITION == "conv_b") != getattr(block_class, "replaces_conv_b", False):
+        raise ValueError(f"CONTEXT.BLOCK '{name}' cannot go at CONTEXT.POSITION '{cfg.CONTEXT.POSITION}': "
                          "conv_b takes exactly the blocks that replace the 3x3 conv (replaces_conv_b)")
 
-    def make(stage: str, index: int, dim_inner: int, dim_out: int, stride: int) -> Optional[nn.Module]:
+    def make(stage: str, index: int, dim_inner: int, dim_out: int, stride: int, norm: Norm) -> Optional[nn.Module]:
         if (stage, index) not in places:
             return None
-        if replaces_conv_b:
-            return block_class.from_config(cfg, dim_inner, stage, stride)
-        return block_class.from_config(cfg, dim_out, stage)
+        return block_class.from_config(settings, site_for(name, stage, dim_inner, dim_out, stride, norm))
 
     return make

@@ -17,7 +17,7 @@ from .registry import STAGES
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
-def no_context(stage: str, index: int, dim_inner: int, dim_out: int, stride: int) -> None:
+def no_context(stage: str, index: int, dim_inner: int, dim_out: int, stride: int, norm) -> None:
     return None
 
 
@@ -124,8 +124,8 @@ class VideoResNet(nn.Module):
         pool2_t_kernel, pool2_t_stride: temporal max-pool between res2 and res3 (kernel 0: none).
         t_kernels_a, t_kernels_b: per stage, the temporal kernels of conv_a / conv_b, repeated over blocks.
         norm: `norm(num_features)` constructor of every normalisation layer.
-        make_context: `make_context(stage, index, dim_inner, dim_out, stride)` -> context block or None for each
-            residual block (see `registry.context_factory`).
+        make_context: `make_context(stage, index, dim_inner, dim_out, stride, norm)` -> context block or None for
+            each residual block, given its widths, its 3x3 conv's stride and `norm` (see `registry.context_factory`).
         context_position: where a block's context block sits (see `Bottleneck`).
         num_classes, dropout, head_pool, fully_conv_test: the classifier head (see `Head`).
         zero_init_final_bn: start each residual branch's last BN at gamma 0, so every block is the identity.
@@ -145,7 +145,7 @@ class VideoResNet(nn.Module):
         t_kernels_a: Sequence[Sequence[int]] = ((1,),) * 4,
         t_kernels_b: Sequence[Sequence[int]] = ((1,),) * 4,
         norm: Callable[[int], nn.Module] = nn.BatchNorm3d,
-        make_context: Callable[[str, int, int, int, int], Optional[nn.Module]] = no_context,
+        make_context: Callable[..., Optional[nn.Module]] = no_context,
         context_position: str = "after_block",
         num_classes: int = 400,
         dropout: float = 0.5,
@@ -171,7 +171,7 @@ class VideoResNet(nn.Module):
                     Bottleneck(
                         dim_in, dim_inner, dim_out, stride, norm,
                         ta=temporal_kernel(t_kernels_a[k], i), tb=temporal_kernel(t_kernels_b[k], i),
-                        context=make_context(stage, i, dim_inner, dim_out, stride), position=context_position,
+                        context=make_context(stage, i, dim_inner, dim_out, stride, norm), position=context_position,
                     )
                 )
                 dim_in = dim_out

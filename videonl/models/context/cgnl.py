@@ -23,9 +23,19 @@ import math
 import torch
 from torch import nn
 
-from ..registry import register_context_block
+from ...config import NodeSpec
+from ..registry import Site, register_context_block
 
 KERNELS = ("dot_product", "gaussian", "embedded_gaussian")
+
+SETTINGS = NodeSpec(
+    "CGNL",
+    KERNEL=("dot_product", "dot_product | gaussian (RBF) | embedded_gaussian, Taylor-expanded"),
+    GROUPS=(8, "channel groups; attention runs over C/G * T*H*W values inside each group"),
+    ORDER=(3, "Taylor order of the gaussian and embedded_gaussian kernels"),
+    GAMMA=(1e-4, "RBF width of the gaussian kernel, exp(-gamma * (a - b)^2)"),
+    USE_SCALE=(False, "divide the kernel by sqrt(C/G * T*H*W), the group's flattened length"),
+)
 
 
 def taylor_terms(v: torch.Tensor, kernel: str, order: int, gamma: float) -> torch.Tensor:
@@ -44,7 +54,7 @@ def taylor_terms(v: torch.Tensor, kernel: str, order: int, gamma: float) -> torc
     return terms
 
 
-@register_context_block("cgnl")
+@register_context_block("cgnl", SETTINGS)
 class CompactGeneralizedNonLocal(nn.Module):
     """z = x + GN(W_z y), y the grouped, Taylor-expanded generalised non-local of theta, phi, g (C/2 each)."""
 
@@ -65,9 +75,8 @@ class CompactGeneralizedNonLocal(nn.Module):
         nn.init.zeros_(self.norm.weight)
 
     @classmethod
-    def from_config(cls, cfg, dim: int, stage: str) -> "CompactGeneralizedNonLocal":
-        c = cfg.CGNL
-        return cls(dim, c.KERNEL, c.GROUPS, c.ORDER, c.GAMMA, c.USE_SCALE)
+    def from_config(cls, c, site: Site) -> "CompactGeneralizedNonLocal":
+        return cls(site.dim, c.KERNEL, c.GROUPS, c.ORDER, c.GAMMA, c.USE_SCALE)
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, groups={self.groups}, order={self.order}, use_scale={self.use_scale}"

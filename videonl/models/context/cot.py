@@ -21,14 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..norm import make_norm
-from ..registry import register_context_block
+from ...config import NodeSpec
+from ..registry import Site, register_context_block
 
 SPATIAL_WINDOW = 3
 FUSION_MIN_CHANNELS = 32  # ResNeSt's floor for the split-attention bottleneck
 
+SETTINGS = NodeSpec(
+    "COT",
+    TEMPORAL_KERNEL=(1, "local window t x 3 x 3 of keys and attention: 1 frame-wise, 3 spatio-temporal"),
+    KEY_GROUPS=(4, "groups of the key conv that gives the static context"),
+    HEAD_CHANNELS=(8, "channels sharing one local attention map (CoTNet: 8)"),
+    EMBED_REDUCTION=(2, "[query, keys] 2C -> C/2 -> heads * window"),
+    FUSION_REDUCTION=(4, "split-attention fusion hidden width max(2C/4, 32)"),
+)
 
-@register_context_block("cot")
+
+@register_context_block("cot", SETTINGS)
 class ContextualTransformer(nn.Module):
     """Y = split-attention(K1, K2) on `[B, dim, T, H, W]`, output `[B, dim, T, H/stride, W/stride]`.
 
@@ -65,10 +74,9 @@ class ContextualTransformer(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     @classmethod
-    def from_config(cls, cfg, dim: int, stage: str, stride: int = 1) -> "ContextualTransformer":
-        c = cfg.COT
-        return cls(dim, stride, c.TEMPORAL_KERNEL, c.KEY_GROUPS, c.HEAD_CHANNELS, c.EMBED_REDUCTION,
-                   c.FUSION_REDUCTION, norm=make_norm(cfg.BN.EPS, cfg.BN.MOMENTUM, cfg.BN.FROZEN))
+    def from_config(cls, c, site: Site) -> "ContextualTransformer":
+        return cls(site.dim, site.stride, c.TEMPORAL_KERNEL, c.KEY_GROUPS, c.HEAD_CHANNELS, c.EMBED_REDUCTION,
+                   c.FUSION_REDUCTION, norm=site.norm)
 
     def aggregate(self, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """K2_i = sum_k A_{i,k} V_{i+k} per head, one multiply-add (addcmul) per window offset k.

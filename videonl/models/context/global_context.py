@@ -17,14 +17,28 @@ unchanged. SE keeps PyTorch's default (kaiming-uniform) init, as the SE paper tr
 conv there would halve every feature (sigmoid(0) = 1/2).
 """
 
+from typing import Optional, Sequence, Tuple
+
 import torch
 from torch import nn
 
-from ..registry import register_context_block
+from ...config import NodeSpec
+from ..registry import Site, register_context_block
+from .attention import AttentionKind, Window
 
 POOLINGS = ("attention", "average")
 TRANSFORMS = ("linear", "bottleneck", "excite")
 FUSIONS = ("add", "multiply")
+
+GC_SETTINGS = NodeSpec(
+    "GC",
+    RATIO=(16, "bottleneck reduction r of gc: C -> C/r -> C (GCNet: 16; 4 on Kinetics)"),
+)
+SE_SETTINGS = NodeSpec(
+    "SE",
+    renamed={"RATIO": "GC.RATIO"},  # SE's reduction was read from GC.RATIO before it had a node of its own
+    RATIO=(16, "squeeze-excitation reduction r: C -> C/r -> C (SE paper: 16)"),
+)
 
 
 def _transform(kind: str, dim: int, ratio: int) -> nn.Sequential:
@@ -32,7 +46,7 @@ def _transform(kind: str, dim: int, ratio: int) -> nn.Sequential:
         return nn.Sequential(nn.Conv3d(dim, dim, 1))
     hidden = dim // ratio
     if hidden < 1:
-        raise ValueError(f"GC.RATIO {ratio} leaves no channels of {dim}")
+        raise ValueError(f"reduction ratio {ratio} leaves no channels of {dim}")
     if kind == "bottleneck":
         return nn.Sequential(nn.Conv3d(dim, hidden, 1), nn.LayerNorm([hidden, 1, 1, 1]), nn.ReLU(inplace=True),
                              nn.Conv3d(hidden, dim, 1))
@@ -65,9 +79,22 @@ class GlobalContext(nn.Module):
             nn.init.zeros_(last_conv.bias)
 
     @classmethod
-    def from_config(cls, cfg, dim: int, stage: str) -> "GlobalContext":
+    def from_config(cls, settings, site: Site) -> "GlobalContext":
         pooling, transform, fusion = cls.preset
-        return cls(dim, pooling, transform, fusion, ratio=cfg.GC.RATIO)
+        return cls(site.dim, pooling, transform, fusion, ratio=settings.RATIO)
+
+    @property
+    def attention_kind(self) -> Optional[AttentionKind]:
+        return AttentionKind("attention pooling", distributions=True, shared=True) if self.mask is not None else None
+
+    def attention_windows(self, shape: Sequence[int]) -> Tuple[Window, Window, Window]:
+        """Every position is a query of one whole-clip window, and every position a key."""
+        grid = tuple(shape[2:])
+        return grid, grid, grid
+
+    def attention_maps(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """[B, len(rows), T*H*W]: the pooling's one map, the same for every query row."""
+        return self.attention(x).expand(-1, len(rows), -1)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """alpha = softmax_j(W_k x_j) as `[B, 1, T*H*W]`: one map shared by every position (attention pooling)."""
@@ -85,7 +112,7 @@ class GlobalContext(nn.Module):
         return x + delta if self.fusion == "add" else x * delta
 
 
-@register_context_block("gc")
+@register_context_block("gc", GC_SETTINGS)
 class GCBlock(GlobalContext):
     """GC block (GCNet Eq. 4): attention pooling, bottleneck with LayerNorm (ratio GC.RATIO), add."""
 
@@ -98,9 +125,14 @@ class SimplifiedNonLocal(GlobalContext):
 
     preset = ("attention", "linear", "add")
 
+    @classmethod
+    def from_config(cls, settings: None, site: Site) -> "SimplifiedNonLocal":
+        return cls(site.dim, *cls.preset)
 
-@register_context_block("se")
+
+@register_context_block("se", SE_SETTINGS)
 class SqueezeExcite(GlobalContext):
-    """Squeeze-excitation (Hu et al.; GCNet Fig. 4c): average pooling, C -> C/r -> C with sigmoid, multiply."""
+    """Squeeze-excitation (Hu et al.; GCNet Fig. 4c): average pooling, C -> C/r -> C (r SE.RATIO) with sigmoid,
+    multiply."""
 
     preset = ("average", "excite", "multiply")

@@ -13,15 +13,19 @@ time (time), or a group of frames (the 128-frame models' res3). A window only re
 the attention's batch, so every mode runs the same code.
 """
 
-from typing import Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import STAGES, register_context_block
+from ...config import NodeSpec
+from ..norm import learns
+from ..registry import STAGES, Site, register_context_block
+from .attention import AttentionKind, Window
 
 INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")  # whose maps sum to 1 over the keys
 MODES = ("spacetime", "space", "time")
 INIT_STD = 0.01  # Gaussian init of the block's convs, as the official code
 
@@ -73,7 +77,19 @@ def attend_without_matrix(q, k, v, instantiation: str, scale: float) -> torch.Te
     return F.scaled_dot_product_attention(q, k, v, scale=scale).squeeze(1)
 
 
-@register_context_block("nonlocal")
+SETTINGS = NodeSpec(
+    "NONLOCAL",
+    INSTANTIATION=("embedded_gaussian", "gaussian | embedded_gaussian | dot_product | concatenation"),
+    MODE=("spacetime", "spacetime | space (within each frame) | time (across frames, per position)"),
+    FRAMES_PER_GROUP=([0, 0, 0, 0], "per stage res2..res5: attend within n-frame groups (0: the whole clip)"),
+    INNER_RATIO=(0.5, "theta, phi, g channels as a fraction of the block's (paper: 1/2)"),
+    POOL=([1, 2, 2], "max-pool (t, h, w) of the input of phi and g (official code: 1x2x2)"),
+    USE_SCALE=(True, "scale softmax logits by 1/sqrt(d), as the official code does"),
+    FAST=(True, "fused / reassociated attention where it applies; False: plain matmuls"),
+)
+
+
+@register_context_block("nonlocal", SETTINGS)
 class NonLocal(nn.Module):
     """A residual non-local block on `[B, C, T, H, W]`.
 
@@ -85,8 +101,8 @@ class NonLocal(nn.Module):
         frames_per_group: in spacetime mode, attend within groups of this many frames (0: the whole clip).
         pool: max-pool (t, h, w) applied to the input of phi and g.
         use_scale: scale softmax logits by 1/sqrt(d).
-        norm: BatchNorm after W_z, its gamma starting at 0; without it (frozen-BN models) W_z starts at 0.
-            Either way the block starts as the identity.
+        norm: `norm(dim)` after W_z, its gamma starting at 0; None (frozen-BN models, whose norms cannot
+            learn) leaves it out and starts W_z at 0. Either way the block starts as the identity.
         fast: use the fused or reassociated attention where it applies (not concatenation).
     """
 
@@ -99,9 +115,7 @@ class NonLocal(nn.Module):
         frames_per_group: int = 0,
         pool: Sequence[int] = (1, 2, 2),
         use_scale: bool = True,
-        norm: bool = True,
-        bn_eps: float = 1e-5,
-        bn_momentum: float = 0.1,
+        norm: Optional[Callable[[int], nn.Module]] = nn.BatchNorm3d,
         fast: bool = True,
     ):
         super().__init__()
@@ -120,23 +134,20 @@ class NonLocal(nn.Module):
         self.conv_g = nn.Conv3d(dim, dim_inner, 1)
         self.conv_out = nn.Conv3d(dim_inner, dim, 1)
         self.concat_project = nn.Conv1d(2 * dim_inner, 1, 1) if instantiation == "concatenation" else None
-        self.bn = nn.BatchNorm3d(dim, eps=bn_eps, momentum=bn_momentum) if norm else None
+        self.bn = norm(dim) if norm is not None else None
         self._init_weights()
 
     @classmethod
-    def from_config(cls, cfg, dim: int, stage: str) -> "NonLocal":
-        nl = cfg.NONLOCAL
+    def from_config(cls, nl, site: Site) -> "NonLocal":
         return cls(
-            dim,
-            int(dim * nl.INNER_RATIO),
+            site.dim,
+            int(site.dim * nl.INNER_RATIO),
             instantiation=nl.INSTANTIATION,
             mode=nl.MODE,
-            frames_per_group=nl.FRAMES_PER_GROUP[STAGES.index(stage)],
+            frames_per_group=nl.FRAMES_PER_GROUP[STAGES.index(site.stage)],
             pool=nl.POOL,
             use_scale=nl.USE_SCALE,
-            norm=not cfg.BN.FROZEN,
-            bn_eps=cfg.BN.EPS,
-            bn_momentum=cfg.BN.MOMENTUM,
+            norm=site.norm if learns(site.norm) else None,
             fast=nl.FAST,
         )
 
@@ -184,7 +195,7 @@ class NonLocal(nn.Module):
 
     def attention_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """f(q_i, k_j) / C(x) as [windows, L, M]; each row sums to 1 for the softmax instantiations."""
-        if self.instantiation in ("gaussian", "embedded_gaussian"):
+        if self.instantiation in SOFTMAX_INSTANTIATIONS:
             return torch.softmax(q @ k.transpose(1, 2) * self.softmax_scale(q), dim=-1)
         if self.instantiation == "dot_product":
             return q @ k.transpose(1, 2) / k.shape[1]
@@ -192,13 +203,22 @@ class NonLocal(nn.Module):
         weight_q, weight_k = self.concat_project.weight[0].split(q.shape[-1])  # [d, 1] each
         return F.relu(q @ weight_q + (k @ weight_k).transpose(1, 2) + self.concat_project.bias) / k.shape[1]
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention map of every query on `[B, C, T, H, W]`: [B * windows, queries, keys] (see `embed`).
+    @property
+    def attention_kind(self) -> AttentionKind:
+        group = f" (groups of {self.frames_per_group} frames)" if self.frames_per_group else ""
+        return AttentionKind(f"{self.instantiation} {self.mode}{group}", self.instantiation in SOFTMAX_INSTANTIATIONS)
 
-        For analysis: the forward pass does not hold this matrix where the fast path applies.
-        """
+    def attention_windows(self, shape: Sequence[int]) -> Tuple[Window, Window, Window]:
+        query, key = self.windows(shape)
+        pool = self.pool.kernel_size if self.pool is not None else (1, 1, 1)
+        return query, key, tuple(n // p for n, p in zip(shape[2:], pool))
+
+    def attention_maps(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The attention of query `rows` (positions within a window) of every window of `x`:
+        [B * windows, rows, keys] (see `embed`). For analysis: the forward pass does not hold this matrix
+        where the fast path applies."""
         q, k, _ = self.embed(x)
-        return self.attention_weights(q, k)
+        return self.attention_weights(q[:, rows], k)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """y_i = 1/C(x) sum_j f(q_i, k_j) v_j on [windows, positions, channels].

@@ -12,10 +12,17 @@ sigmoid(1) at first, and the attention only acts once the scale has learned.
 import torch
 from torch import nn
 
-from ..registry import register_context_block
+from ...config import NodeSpec
+from ..registry import Site, register_context_block
+
+SETTINGS = NodeSpec(
+    "SGE",
+    GROUPS=(64, "channel groups, each enhanced over its T*H*W positions"),
+    EPS=(1e-5, "added to the std when normalising the similarity over positions"),
+)
 
 
-@register_context_block("sge")
+@register_context_block("sge", SETTINGS)
 class SpatialGroupEnhance(nn.Module):
     """x_i * sigmoid(scale_k * norm(g_k . x_i) + shift_k) for the positions i of each channel group k."""
 
@@ -28,8 +35,8 @@ class SpatialGroupEnhance(nn.Module):
         self.shift = nn.Parameter(torch.ones(1, groups, 1))
 
     @classmethod
-    def from_config(cls, cfg, dim: int, stage: str) -> "SpatialGroupEnhance":
-        return cls(dim, cfg.SGE.GROUPS, cfg.SGE.EPS)
+    def from_config(cls, sge, site: Site) -> "SpatialGroupEnhance":
+        return cls(site.dim, sge.GROUPS, sge.EPS)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}, eps={self.eps}"
