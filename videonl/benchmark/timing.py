@@ -1,11 +1,12 @@
 """Wall time and peak memory of a callable, on the CPU or a CUDA device."""
 
+import contextlib
 import multiprocessing
 import os
 import resource
 import statistics
 import time
-from typing import Callable, Dict, Mapping
+from typing import Callable, Dict, Iterator, Mapping
 
 import torch
 
@@ -97,6 +98,18 @@ def isolated(target: Callable[..., Dict], *args) -> Dict:
     if result is None:
         raise RuntimeError(f"benchmark case {target.__name__}{args} died (exit code {process.exitcode})")
     return result
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """`count` torch threads inside the block, the process's former count after it: a benchmark called from
+    Python (or a test) must not leave its caller on one thread, where CPU convolutions pick other kernels."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def pin_cores(count: int) -> None:

@@ -19,7 +19,7 @@ from typing import Callable, Dict
 
 import torch
 
-from videonl.benchmark.timing import interleaved
+from videonl.benchmark.timing import interleaved, torch_threads
 from videonl.data import transforms
 
 CPU = torch.device("cpu")
@@ -56,7 +56,11 @@ def cases(module: types.ModuleType, height: int, width: int, frames_per_video: i
 
 
 def run(args) -> None:
-    torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        print_rows(args)
+
+
+def print_rows(args) -> None:
     width, height = (int(side) for side in args.size.split("x"))
     ours = cases(transforms, height, width, args.video_frames)
     theirs = cases(revision_module(args.against), height, width, args.video_frames) if args.against else {}
