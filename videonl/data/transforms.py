@@ -8,13 +8,14 @@ quarter of the bytes through the loader, and no float work on the CPU).
 
 Only the pixels kept are resized: a training clip is cut from the source frames and then resized (the box that
 resizing first and cropping after would take), and a test video is resized once for all its views. Resizing is
-antialiased bilinear everywhere.
+antialiased bilinear everywhere, by `torch.nn.functional.interpolate` itself: importing torchvision for its
+`resize` would cost every process that touches the data package about a second (it pulls in torch._dynamo).
 """
 
 from typing import List, Sequence, Tuple
 
 import torch
-import torchvision.transforms.v2.functional as F
+import torch.nn.functional as F
 
 from videonl.models.input_spec import CHANNEL_ORDERS
 
@@ -24,8 +25,20 @@ FULL_FRAME_MAX_RATIO = (8, 5)  # "full" test views: long side at most 1.6 x the 
 
 def resize(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """uint8 [T, H, W, C] resized to `size` ([short side], aspect ratio kept, or [height, width]), antialiased;
-    [T, H', W', C] contiguous. Runs on the channels-last view the frames already are."""
-    resized = F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True)
+    [T, H', W', C] contiguous. Runs on the channels-last view the frames already are.
+
+    The CPU resizes uint8 natively (as torchvision's `resize` does on AVX2 and ARM CPUs); other devices
+    resize in float and round back (as torchvision's does there)."""
+    height, width = frames.shape[1:3]
+    new_size = tuple(size) if len(size) == 2 else resized_size(height, width, size[0])
+    if new_size == (height, width):
+        return frames.contiguous()
+    images = frames.permute(0, 3, 1, 2)
+    native = images.device.type == "cpu"
+    resized = F.interpolate(images if native else images.float(), size=new_size, mode="bilinear",
+                            align_corners=False, antialias=True)
+    if not native:
+        resized = resized.round_().to(frames.dtype)
     return resized.permute(0, 2, 3, 1).contiguous()
 
 

@@ -19,7 +19,6 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, T
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 try:
@@ -130,6 +129,8 @@ def imagenet_state_dict(depth: int) -> Dict[str, torch.Tensor]:
     """torchvision's ImageNet ResNet-50/101 (IMAGENET1K_V1, the original recipe); downloaded on first use."""
     if depth not in IMAGENET_DEPTHS:
         raise ValueError(f"ImageNet weights exist for ResNet depths {IMAGENET_DEPTHS}, not {depth}")
+    import torchvision  # here, not at the top: its import costs every command about a second
+
     return torchvision.models.get_model(f"resnet{depth}", weights="IMAGENET1K_V1").state_dict()
 
 
