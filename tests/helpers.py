@@ -28,7 +28,7 @@ def structure_of(cfg) -> nn.Module:
     from videonl.models import build_model
 
     with torch.device("meta"):
-        return build_model(cfg, init=False)
+        return build_model(cfg)
 
 
 def pretrained_pair(plain_cfg, blocks_cfg):

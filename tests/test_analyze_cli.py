@@ -16,7 +16,7 @@ from videonl.analyze.__main__ import main
 from videonl.command import run
 from videonl.config import load_cfg
 from videonl.models import build_model
-from videonl.models.weights import save_checkpoint
+from videonl.engine.checkpoint_format import save_checkpoint
 
 NL_CFG = "configs/kinetics400/nl_i3d_r50_8x8.yaml"
 GC_CFG = "configs/kinetics400/gc_slow_r50_8x8_1gc.yaml"
@@ -30,7 +30,7 @@ def trained_like_checkpoint(path, cfg_file, opts):
     """A checkpoint of random weights everywhere (no block at its identity init), as the engine saves one."""
     torch.manual_seed(0)
     cfg = load_cfg(cfg_file, opts)
-    model = randomize_batch_norms(build_model(cfg, init=False))
+    model = randomize_batch_norms(build_model(cfg))
     for name, module in model.named_modules():
         if name.endswith(".context"):
             randomized(module)

@@ -128,7 +128,7 @@ def test_attention_pooling_is_query_independent_by_construction():
 
 def tiny_model():
     torch.manual_seed(0)
-    model = randomize_batch_norms(build_model(load_cfg("configs/kinetics400/nl_i3d_r50_8x8.yaml", TINY), init=False))
+    model = randomize_batch_norms(build_model(load_cfg("configs/kinetics400/nl_i3d_r50_8x8.yaml", TINY)))
     for name, module in model.named_modules():
         if name.endswith(".context"):
             randomized(module)

@@ -61,6 +61,24 @@ def test_wrong_type_names_key_and_file(tmp_path):
         load_cfg(path)
 
 
+def test_old_runtime_keys_load_under_their_new_names_with_a_logged_rename(tmp_path, caplog):
+    base = _write(tmp_path / "base.yaml", "TRAIN:\n  MIXED_PRECISION: none\n  COMPILE: True\n")
+    child = _write(tmp_path / "child.yaml", "_BASE_: base.yaml\nTRAIN:\n  CHANNELS_LAST: True\n  SEED: 3\n")
+    with caplog.at_level("WARNING", logger="videonl.config"):
+        cfg = load_cfg(child, ["TRAIN.MIXED_PRECISION", "bf16"])
+    assert (cfg.RUNTIME.PRECISION, cfg.RUNTIME.CHANNELS_LAST, cfg.RUNTIME.COMPILE, cfg.TRAIN.SEED) == \
+        ("bf16", True, True, 3)
+    assert "MIXED_PRECISION" not in cfg.TRAIN
+    renamed = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith(f"{child}: TRAIN.CHANNELS_LAST is renamed RUNTIME.CHANNELS_LAST") for m in renamed)
+    assert any(m.startswith("command-line override: TRAIN.MIXED_PRECISION is renamed RUNTIME.PRECISION")
+               for m in renamed)
+    assert load_cfg(child).RUNTIME.PRECISION == "fp32"  # the old value `none` under its new name
+    both = _write(tmp_path / "both.yaml", "TRAIN:\n  COMPILE: True\nRUNTIME:\n  COMPILE: False\n")
+    with pytest.raises(ConfigError, match=r"both TRAIN.COMPILE and its new name RUNTIME.COMPILE are set"):
+        load_cfg(both)
+
+
 def test_missing_base_names_the_file_that_asks_for_it(tmp_path):
     _write(tmp_path / "mid.yaml", "_BASE_: nowhere.yaml\n")
     path = _write(tmp_path / "top.yaml", "_BASE_: mid.yaml\n")

@@ -11,7 +11,10 @@ from pytorchvideo.models import hub
 from videonl.config import load_cfg
 from videonl.convert import main
 from videonl.models import build_model
-from videonl.models.weights import CheckpointError, LoadReport, load_checkpoint, load_state_dict_checked
+from videonl.engine.checkpoint_format import load_checkpoint
+from videonl.engine.initialization import initialize
+from videonl.models.conversions import CheckpointError
+from videonl.models.loading import LoadReport, load_state_dict_checked
 
 from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 
@@ -49,13 +52,14 @@ def test_pytorchvideo_checkpoint_gives_the_same_logits(name, tmp_path, capsys):
     checkpoint = load_checkpoint(str(output))
     cfg = load_cfg(cfg_file)
     assert checkpoint["cfg"] == cfg.dump() and checkpoint["source_format"] == "pytorchvideo"
-    model = build_model(cfg, init=False).eval()
+    model = build_model(cfg).eval()
     assert load_state_dict_checked(model, checkpoint["model"]) == NO_LOSS
     clip = torch.randn(1, 3, 8, 224, 224)
     with torch.no_grad():
         assert_close_to(model(clip), reference(clip))
-    initialised = build_model(load_cfg(cfg_file, ["MODEL.INIT", str(source)])).state_dict()
-    assert all(torch.equal(initialised[key], value) for key, value in model.state_dict().items())
+    initialised = build_model(cfg)
+    initialize(initialised, str(source))
+    assert all(torch.equal(initialised.state_dict()[key], value) for key, value in model.state_dict().items())
 
 
 def test_pytorchvideo_checkpoint_converts_into_a_frozen_bn_model(tmp_path):
@@ -67,7 +71,7 @@ def test_pytorchvideo_checkpoint_converts_into_a_frozen_bn_model(tmp_path):
 
     main(["pytorchvideo", "--cfg", cfg_file, "--in", str(source), "--out", str(output), *opts])
 
-    model = build_model(load_cfg(cfg_file, opts), init=False)
+    model = build_model(load_cfg(cfg_file, opts))
     assert load_state_dict_checked(model, load_checkpoint(str(output))["model"]) == NO_LOSS
     source_bn = reference.blocks[3].res_blocks[2].branch2.norm_b  # slow_r50: blocks 1..4 are res2..res5
     torch.testing.assert_close(model.res4[2].bn_b.running_var, source_bn.running_var)
@@ -126,7 +130,7 @@ def write_pickle(path: Path, content) -> str:
 def reference():
     """A small I3D with non-trivial weights, standing in for a Caffe2-trained model."""
     torch.manual_seed(0)
-    return randomize_batch_norms(build_model(load_cfg(I3D, SMALL_I3D), init=False)).eval()
+    return randomize_batch_norms(build_model(load_cfg(I3D, SMALL_I3D))).eval()
 
 
 def test_caffe2_checkpoint_lands_blob_by_blob(reference, tmp_path, capsys):
@@ -141,7 +145,7 @@ def test_caffe2_checkpoint_lands_blob_by_blob(reference, tmp_path, capsys):
     summary = capsys.readouterr().out
     assert f"skipped {len(momentum) + len(BOOKKEEPING)} source keys" in summary
     assert "res3_1_branch2b_w_momentum" in summary and "model_iter" in summary
-    model = build_model(load_cfg(I3D, SMALL_I3D), init=False).eval()
+    model = build_model(load_cfg(I3D, SMALL_I3D)).eval()
     assert load_state_dict_checked(model, load_checkpoint(str(output))["model"]) == NO_LOSS
     landed = [
         ("conv1_w", model.stem.conv.weight),
@@ -172,7 +176,7 @@ def test_affine_bgr_caffe2_model_computes_the_same_function(reference, tmp_path)
 
     main(["caffe2", "--cfg", I3D, "--in", pkl, "--out", str(output), "--bgr-to-rgb", *opts])
 
-    model = build_model(load_cfg(I3D, opts), init=False).eval()
+    model = build_model(load_cfg(I3D, opts)).eval()
     assert load_state_dict_checked(model, load_checkpoint(str(output))["model"]) == NO_LOSS
     torch.testing.assert_close(model.res3[1].bn_b.running_mean, torch.zeros(16))
     torch.testing.assert_close(model.res3[1].bn_b.running_var, torch.full((16,), 1 - 0.001))
@@ -183,7 +187,9 @@ def test_affine_bgr_caffe2_model_computes_the_same_function(reference, tmp_path)
 
 def test_model_init_accepts_a_caffe2_pkl(reference, tmp_path):
     pkl = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(reference)})
-    model = build_model(load_cfg(I3D, [*SMALL_I3D, "MODEL.INIT", pkl])).eval()
+    model = build_model(load_cfg(I3D, SMALL_I3D))
+    initialize(model, pkl)
+    model.eval()
     clip = torch.randn(1, 3, 8, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(clip), reference(clip))
@@ -209,7 +215,7 @@ def test_a_checkpoint_for_another_model_fails_naming_the_keys(reference, tmp_pat
 def test_caffe2_nonlocal_blobs_land_in_the_blocks(tmp_path):
     opts = [*SMALL_I3D, "CONTEXT.BLOCK", "nonlocal", "CONTEXT.RES3", "[1]", "CONTEXT.RES4", "[0]"]
     torch.manual_seed(0)
-    reference = randomize_batch_norms(build_model(load_cfg(I3D, opts), init=False)).eval()
+    reference = randomize_batch_norms(build_model(load_cfg(I3D, opts))).eval()
     with torch.no_grad():  # the blocks start as the identity; make them compute something
         for name, p in reference.named_parameters():
             if ".context." in name:
@@ -220,7 +226,7 @@ def test_caffe2_nonlocal_blobs_land_in_the_blocks(tmp_path):
 
     main(["caffe2", "--cfg", I3D, "--in", write_pickle(tmp_path / "nl.pkl", {"blobs": blobs}), "--out", str(output), *opts])
 
-    model = build_model(load_cfg(I3D, opts), init=False).eval()
+    model = build_model(load_cfg(I3D, opts)).eval()
     assert load_state_dict_checked(model, load_checkpoint(str(output))["model"]) == NO_LOSS
     np.testing.assert_array_equal(blobs["nonlocal_conv3_1_phi_w"], model.res3[1].context.conv_phi.weight.detach().numpy())
     np.testing.assert_array_equal(blobs["nonlocal_conv4_0_bn_s"], model.res4[0].context.bn.weight.detach().numpy())

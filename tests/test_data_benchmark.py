@@ -51,11 +51,12 @@ def test_samples_are_prepared_like_kinetics_with_default_encoded_copies(tmp_path
 
 
 def test_gop_benchmark_decodes_fewer_frames_with_shorter_gops(tmp_path, capsys):
-    main(["gop", "--gops", "0", "8", "--short-side", "32", "--windows", "3", "--frames", "4", "--rate", "2",
-          "--repeat", "1", "--work-dir", str(tmp_path)])
+    main(["gop", "--gops", "0", "8", "--fast-decode", "yes", "no", "--short-side", "32", "--windows", "3",
+          "--frames", "4", "--rate", "2", "--repeat", "1", "--work-dir", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["gop"])
-    rows = {line.split()[0]: line.split() for line in lines[header + 1:]}
-    assert set(rows) == {"0", "8", "seek"}
-    frames_decoded = {gop: float(row[-2]) for gop, row in rows.items()}
-    assert frames_decoded["8"] < frames_decoded["0"] <= frames_decoded["seek"]
+    rows = {tuple(line.split()[:2]): line.split() for line in lines[header + 1:]}
+    assert set(rows) == {("0", "yes"), ("8", "yes"), ("0", "no"), ("8", "no"), ("seek", "no")}
+    frames_decoded = {setting: float(row[-2]) for setting, row in rows.items()}
+    for fast_decode in ("yes", "no"):
+        assert frames_decoded[("8", fast_decode)] < frames_decoded[("0", fast_decode)] <= frames_decoded[("seek", "no")]

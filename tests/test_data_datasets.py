@@ -80,7 +80,7 @@ def test_training_gives_up_after_the_retry_budget(video_dir):
 def test_test_item_holds_all_views_equal_to_views_cut_separately(video_dir):
     cfg = small_cfg(**{"TEST.NUM_CLIPS": 4, "TEST.CROP": "3crop"})
     dataset = VideoDataset(records(video_dir, ["bframes.mp4"]), "test", cfg)
-    views = dataset[0]["views"]
+    views = dataset[0]["views"].cut()
     assert views.shape == (12, 3, 4, 32, 32)
     path = str(video_dir / "bframes.mp4")
     _, _, info = read_frames(path, [0])
@@ -101,7 +101,7 @@ def test_a_failing_test_video_is_reported_not_replaced(video_dir):
 
 def test_validation_item_is_one_centred_view(video_dir):
     item = VideoDataset(records(video_dir, ["plain.mp4"]), "val", small_cfg())[0]
-    assert item["views"].shape == (1, 3, 4, 32, 32)
+    assert item["views"].cut().shape == (1, 3, 4, 32, 32)
 
 
 def dataset_dir(tmp_path, video_dir, names):
@@ -114,7 +114,7 @@ def test_loader_batches_mark_failed_videos(tmp_path, video_dir):
     cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "not_a_video.mp4", "short.mp4"])
     batches = list(build_loader(cfg, "test"))
     assert [b["valid"].tolist() for b in batches] == [[True, False], [True]]
-    assert batches[0]["views"].shape == (1, 6, 3, 4, 32, 32)
+    assert len(batches[0]["views"]) == 1 and batches[0]["views"][0].cut().shape == (6, 3, 4, 32, 32)
     assert batches[0]["label"].tolist() == [0, 1] and "not_a_video.mp4" in batches[0]["error"][1]
     train = next(iter(build_loader(cfg, "train")))
     assert train["clip"].shape == (2, 3, 4, 32, 32) and train["label"].shape == (2,)
@@ -168,7 +168,7 @@ def test_the_kinetics_configs_test_30_full_size_views_left_centre_right(tmp_path
     encode_h264(tmp_path / "wide.mp4", (gradient for _ in range(80)), Fraction(25))
     cfg = load_cfg("configs/kinetics400/nl_i3d_r50_32x2.yaml")
     test = VideoDataset([VideoRecord(str(tmp_path / "wide.mp4"), 0)], "test", cfg)
-    views = test[0]["views"]
+    views = test[0]["views"].cut()
     assert test.views_per_video == 30 and views.shape == (30, 3, 32, 256, 256)
     crop_means = views.float().mean(dim=(1, 2, 3, 4)).view(10, 3)  # clip-major, then the crops
     assert torch.all(crop_means[:, 0] < crop_means[:, 1]) and torch.all(crop_means[:, 1] < crop_means[:, 2])
@@ -201,10 +201,11 @@ def test_view_batches_split_views_in_order_and_normalise(tmp_path, video_dir):
 
     cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
     cfg.TEST.VIEWS_PER_FORWARD = 4
-    views = next(iter(build_loader(cfg, "test")))["views"]  # [2 videos, 6 views, ...]
-    chunks = list(view_batches(views, cfg, torch.device("cpu")))
-    assert [len(c) for c in chunks] == [4, 4, 4]
-    expected = model_input(views, cfg, torch.device("cpu")).flatten(0, 1)
+    videos = next(iter(build_loader(cfg, "test")))["views"]  # 2 videos of 6 views
+    chunks = list(view_batches(videos, cfg, torch.device("cpu"), torch.contiguous_format))
+    assert [len(c) for c in chunks] == [4, 4, 4]  # the second holds the end of one video and the start of the next
+    cut_in_the_loader = torch.cat([video.cut() for video in videos])  # the former path: views cut on the CPU
+    expected = model_input(cut_in_the_loader, cfg, torch.device("cpu"), torch.contiguous_format)
     assert chunks[0].dtype == torch.float32 and torch.equal(torch.cat(chunks), expected)
 
 
@@ -246,24 +247,25 @@ def test_channels_last_clips_reach_the_model_in_its_memory_format_with_the_same_
     from helpers import randomize_batch_norms
     from videonl.data.loader import model_input, view_batches
     from videonl.engine.evaluate import view_probabilities
-    from videonl.engine.runtime import place_model
+    from videonl.engine.runtime import memory_format, place_model
     from videonl.models import build_model
 
     cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
-    cfg.merge_from_list(["TRAIN.CHANNELS_LAST", channels_last, "TEST.VIEWS_PER_FORWARD", 4, "RESNET.WIDTH", 8, "RESNET.BLOCKS", [1, 1, 1, 1],
-                         "MODEL.NUM_CLASSES", 5, "MODEL.HEAD_POOL", 1])
+    cfg.merge_from_list(["RUNTIME.CHANNELS_LAST", channels_last, "TEST.VIEWS_PER_FORWARD", 4, "RESNET.WIDTH", 8,
+                         "RESNET.BLOCKS", [1, 1, 1, 1], "MODEL.NUM_CLASSES", 5, "MODEL.HEAD_POOL", 1])
     cut_layout = torch.channels_last_3d
     model_layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     clips = next(iter(build_loader(cfg, "train")))["clip"]  # [2, C, T, S, S]
     assert clips.is_contiguous(memory_format=cut_layout)
-    assert model_input(clips, cfg, torch.device("cpu")).is_contiguous(memory_format=model_layout)
-    views = next(iter(build_loader(cfg, "test")))["views"]  # [2 videos, 6 views, C, T, H, W], as cut
-    assert views.flatten(0, 1).is_contiguous(memory_format=cut_layout)
-    assert all(c.is_contiguous(memory_format=model_layout) for c in view_batches(views, cfg, torch.device("cpu")))
+    assert model_input(clips, cfg, torch.device("cpu"), memory_format(cfg)).is_contiguous(memory_format=model_layout)
+    views = next(iter(build_loader(cfg, "test")))["views"]  # 2 videos of 6 views
+    assert all(video.cut().is_contiguous(memory_format=cut_layout) for video in views)
+    chunks = view_batches(views, cfg, torch.device("cpu"), memory_format(cfg))
+    assert all(c.is_contiguous(memory_format=model_layout) for c in chunks)
 
     model = randomize_batch_norms(build_model(cfg)).eval()
     with torch.no_grad():
-        plain_input = normalize(views.flatten(0, 1).contiguous(), cfg.DATA.MEAN, cfg.DATA.STD)
-        expected = model(plain_input).softmax(-1).view(2, 6, -1)  # contiguous model and input, as before
+        plain_input = normalize(torch.cat([video.cut() for video in views]).contiguous(), cfg.DATA.MEAN, cfg.DATA.STD)
+        expected = model.test_logits(plain_input).softmax(-1).view(2, 6, -1)  # contiguous model and input, as before
         got = view_probabilities(place_model(model, cfg, torch.device("cpu")), views, cfg, torch.device("cpu"))
     assert torch.allclose(got, expected, atol=1e-5)

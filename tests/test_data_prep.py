@@ -84,6 +84,16 @@ def test_kinetics_bounds_the_gop_as_asked(kinetics_source, tmp_path, gop):
     assert gaps.max() <= 4 if gop else len(gaps) == 1  # 0: x264's own GOP, up to 250 frames
 
 
+@pytest.mark.parametrize("flag, cabac, deblock", [("--fast-decode", b"cabac=0", b"deblock=0"),
+                                                  ("--no-fast-decode", b"cabac=1", b"deblock=1")])
+def test_kinetics_tunes_x264_for_fast_decoding_as_asked(kinetics_source, tmp_path, flag, cabac, deblock):
+    """x264 writes its settings into the stream (a user-data SEI): fastdecode turns CABAC and deblocking off."""
+    out = tmp_path / "k400"
+    prepare(kinetics_source, out, flag)
+    stream = (out / "train" / LABELS[1] / "k_lmnopqrst_000000_000002.mp4").read_bytes()
+    assert cabac in stream and deblock in stream
+
+
 def test_kinetics_rerun_skips_finished_clips(kinetics_source, tmp_path):
     out = tmp_path / "k400"
     prepare(kinetics_source, out)

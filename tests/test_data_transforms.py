@@ -51,6 +51,18 @@ def test_train_transform_without_resize_or_crop_is_the_frame_or_its_mirror():
     assert torch.allclose(TrainTransform([48, 48], 48, False, MEAN, STD)(frames), plain, atol=1e-5)
 
 
+def test_train_clip_from_distinct_frames_and_positions_equals_the_clip_of_the_gathered_frames():
+    """A window that wraps round a short video repeats frames: each distinct frame is resized once and the clip
+    gathered after, the same clip as resizing the repeated frames."""
+    frames = random_frames(t=3)
+    positions = torch.tensor([0, 1, 2, 0, 1, 2])
+    transform = TrainTransform([36, 44], 32, True, MEAN, STD, normalize=False)
+    torch.manual_seed(5)
+    clip = transform(frames, positions)
+    torch.manual_seed(5)
+    assert clip.shape == (3, 6, 32, 32) and torch.equal(clip, transform(frames[positions]))
+
+
 def resize_then_crop_box(height, width, jitter_scales, crop_size):
     """The random crop of resizing the whole frame first, drawn with the same random numbers in the same
     order, mapped back to source pixels: (top, bottom, left, right) edges as fractions."""
@@ -195,10 +207,10 @@ def test_uint8_views_normalised_on_the_device_equal_normalised_views(device):
     raw = EvalTransform(48, 48, "3crop", MEAN, STD, normalize=False)(frames, positions)
     assert raw.dtype == torch.uint8
     expected = EvalTransform(48, 48, "3crop", MEAN, STD)(frames, positions)
-    moved = model_input(raw, cfg, torch.device(device))
+    moved = model_input(raw, cfg, torch.device(device), torch.contiguous_format)
     assert moved.device.type == device and torch.allclose(moved.cpu(), expected, atol=1e-5)
     torch.manual_seed(3)
     clip = TrainTransform([48, 56], 40, True, MEAN, STD, normalize=False)(frames)
     torch.manual_seed(3)
-    assert torch.allclose(model_input(clip, cfg, torch.device(device)).cpu(),
+    assert torch.allclose(model_input(clip, cfg, torch.device(device), torch.contiguous_format).cpu(),
                           TrainTransform([48, 56], 40, True, MEAN, STD)(frames), atol=1e-5)

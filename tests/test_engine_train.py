@@ -21,13 +21,14 @@ from helpers import randomize_batch_norms
 from videonl.prep.common import encode_h264
 from videonl.config import ConfigError, load_cfg
 from videonl.engine import distributed
+from videonl.engine import train as engine_train
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.optim import build_optimizer
 from videonl.engine.runtime import grad_scaler
 from videonl.engine.train import NonFiniteError, TrainingLoop, training_model
 from videonl.models.build import build_model
 from videonl.models.input_spec import CAFFE2_INPUT, InputSpec
-from videonl.models.weights import load_checkpoint, save_checkpoint
+from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
@@ -186,7 +187,7 @@ def test_two_processes_end_with_the_weights_of_one_process_with_the_same_global_
 ])
 def test_mixed_precision_step_computes_in_half_precision_and_updates_float32_weights(data_dir, tmp_path, precision,
                                                                                     dtype):
-    loop = training_loop(data_dir, tmp_path, "TRAIN.MIXED_PRECISION", precision)
+    loop = training_loop(data_dir, tmp_path, "RUNTIME.PRECISION", precision)
     conv_outputs = []
     loop.model.res3[0].conv_b.register_forward_hook(lambda module, inputs, output: conv_outputs.append(output.dtype))
     before = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
@@ -240,7 +241,7 @@ def test_non_finite_loss_stops_naming_iteration_lr_and_videos_and_keeps_the_last
 
 def test_fine_tuning_from_a_checkpoint_with_other_classes_reinitialises_the_classifier(data_dir, tmp_path):
     source_cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4"])  # the demo's 8 classes
-    source = build_model(source_cfg, init=False)
+    source = build_model(source_cfg)
     save_checkpoint(str(tmp_path / "eight_classes.pth"), source, source_cfg, input_spec=CAFFE2_INPUT)
     train_net.main(tiny(data_dir, tmp_path / "run", "MODEL.INIT", str(tmp_path / "eight_classes.pth"),
                         "SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False",
@@ -264,6 +265,22 @@ def test_configs_that_cannot_work_fail_before_training_naming_the_keys(data_dir,
     with pytest.raises(ConfigError, match=named):
         train_net.main(tiny(data_dir, tmp_path, *overrides))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_python_entry_sets_the_run_up_as_the_command_does(data_dir, tmp_path):
+    """engine.train.train called from Python checks the config, fixes the decoder and seeds every RNG."""
+    short = ["SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TRAIN.PRECISE_BN_BATCHES", "0", "TEST.ENABLE", "False"]
+    trained = []
+    for caller_seed in (1, 2):  # the caller's RNG state must not reach the initial weights or dropout
+        torch.manual_seed(caller_seed)
+        cfg = load_cfg(DEMO_CFG, tiny(data_dir, tmp_path / str(caller_seed), *short)[2:])
+        trained.append(engine_train.train(cfg).state_dict())
+    assert_same_weights(*trained)
+    saved = load_cfg(str(tmp_path / "1" / "config.yaml"))
+    assert saved.DATA.DECODER != "auto" and saved.SOLVER.MAX_ITER == 2
+    with pytest.raises(ConfigError, match=r"SOLVER.STEPS \[4, 2\] must increase"):
+        engine_train.train(load_cfg(DEMO_CFG, tiny(data_dir, tmp_path / "bad", *short, "SOLVER.STEPS", "[4, 2]")[2:]))
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_the_ucf101_recipe_without_pretrained_weights_fails_before_training(data_dir, tmp_path):
@@ -297,7 +314,7 @@ def test_evaluation_command_reads_a_caffe2_pkl_as_it_reads_our_checkpoint(data_d
 
     plain = ["CONTEXT.BLOCK", "", "CONTEXT.RES3", "[]", "CONTEXT.RES4", "[]"]
     cfg = load_cfg(DEMO_CFG, [*tiny(data_dir, tmp_path)[2:], *plain])
-    model = randomize_batch_norms(build_model(cfg, init=False))  # no zero residual branch: every blob counts
+    model = randomize_batch_norms(build_model(cfg))  # no zero residual branch: every blob counts
     torch.nn.init.normal_(model.head.fc.weight)  # scores far enough apart for the printed digits to differ
     save_checkpoint(str(tmp_path / "ours.pth"), model, cfg, input_spec=CAFFE2_INPUT)
     save_checkpoint(str(tmp_path / "imagenet.pth"), model, cfg)

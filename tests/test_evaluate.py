@@ -48,6 +48,8 @@ class GreyLevelModel(nn.Module):
         grey = x.mean(dim=(1, 2, 3, 4)) * 255  # MEAN 0 and STD 1: inputs are pixel values / 255
         return -0.1 * (grey[:, None] - self.levels).abs()
 
+    test_logits = forward  # what the evaluator calls
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
@@ -215,11 +217,31 @@ def test_format_results_keeps_clip_level_apart(data_dir):
 
 
 def tiny_model_cfg(data_dir):
-    cfg = grey_cfg(data_dir, **{"TEST.CROP": "3crop", "TRAIN.CHANNELS_LAST": True})
+    cfg = grey_cfg(data_dir, **{"TEST.CROP": "3crop", "RUNTIME.CHANNELS_LAST": True})
     cfg.DATA.TEST_CROP_SIZE, cfg.MODEL.HEAD_POOL = 64, 1  # res5 is 2 x 2: four windows, log-averaged softmax
     cfg.RESNET.BLOCKS, cfg.RESNET.WIDTH, cfg.RESNET.ZERO_INIT_FINAL_BN = [1, 1, 1, 1], 4, False
     cfg.TEST.NUM_CLIPS = 1
     return cfg
+
+
+def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_logits():
+    from helpers import randomize_batch_norms
+    from videonl.engine.evaluate import view_probabilities
+    from videonl.models import build_model
+
+    torch.manual_seed(0)
+    cfg = get_cfg()
+    cfg.merge_from_list(["RESNET.BLOCKS", [1, 1, 1, 1], "RESNET.WIDTH", 4, "RESNET.ZERO_INIT_FINAL_BN", False,
+                         "MODEL.NUM_CLASSES", 5, "MODEL.HEAD_POOL", 1, "TEST.VIEWS_PER_FORWARD", 4])
+    model = randomize_batch_norms(build_model(cfg)).eval()
+    nn.init.normal_(model.head.fc.weight)  # confident scores: windows that disagree average to another softmax
+    views = torch.randint(0, 256, (2, 3, 3, 4, 64, 64), dtype=torch.uint8)  # res5 2 x 2: four windows a view
+    clips = model_input(views.flatten(0, 1), cfg, torch.device("cpu"), torch.contiguous_format)
+    with torch.no_grad():
+        scored = view_probabilities(model, views, cfg, torch.device("cpu"))
+        windows, pooled = (output.softmax(-1).view(2, 3, 5) for output in (model.test_logits(clips), model(clips)))
+    torch.testing.assert_close(scored, windows)
+    assert (scored - pooled).abs().max() > 1e-3
 
 
 def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(data_dir, tmp_path):
@@ -231,9 +253,9 @@ def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(data_di
     evaluate(model, cfg, out_dir=str(tmp_path), progress=False)
     assert model.training
     stored = {line["index"]: line for line in score_lines(tmp_path)}
-    views = next(iter(build_loader(cfg, "test")))["views"][0]  # grey40.mp4: 3 crops
+    views = next(iter(build_loader(cfg, "test")))["views"][0].cut()  # grey40.mp4: 3 crops
     with torch.no_grad():
-        output = model.eval()(model_input(views, cfg, torch.device("cpu")))
+        output = model.eval().test_logits(model_input(views, cfg, torch.device("cpu"), torch.channels_last_3d))
     assert torch.allclose(output.exp().sum(dim=1), torch.ones(3))  # eval output: log-probabilities
     expected = output.exp().mean(dim=0)
     assert torch.allclose(torch.tensor(stored[0]["probabilities"]), expected, rtol=1e-5, atol=1e-7)

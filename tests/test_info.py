@@ -29,7 +29,7 @@ def figures_from_64_pixels(name, crop, *opts):
     `crop`), the classifier's count is fixed while the res5 map fits one head window (224 px, not 256).
     Exact: checked against full traces below."""
     cfg = load_cfg(f"configs/kinetics400/{name}.yaml", list(opts))
-    model = build_model(cfg, init=False).eval()
+    model = build_model(cfg).eval()
     analysis = flop_analysis(model, torch.zeros(1, cfg.DATA.INPUT_CHANNELS, cfg.DATA.NUM_FRAMES, 64, 64))
     head = analysis.by_module()["head"]
     gflops = (head + (analysis.total() - head) * (crop / 64) ** 2) / 1e9

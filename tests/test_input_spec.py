@@ -15,7 +15,8 @@ from videonl.convert import main as convert
 from videonl.data.loader import model_input
 from videonl.models import build_model
 from videonl.models.input_spec import CAFFE2_INPUT, InputSpec, adopt_input
-from videonl.models.weights import cfg_for_weights, load_checkpoint, load_weights
+from videonl.engine.checkpoint_format import load_checkpoint
+from videonl.engine.weight_sources import cfg_for_weights, load_weights
 
 from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 from test_convert import I3D, SMALL_I3D, caffe2_blobs, write_pickle
@@ -46,10 +47,10 @@ def pytorchvideo_normalisation():
 def our_logits(cfg_file: str, opts: list, weights: str, clip: torch.Tensor) -> torch.Tensor:
     """The weights in our model, fed `clip` through our input path with the input they record."""
     cfg = cfg_for_weights(load_cfg(cfg_file, opts), weights)
-    model = build_model(cfg, init=False).eval()
+    model = build_model(cfg).eval()
     load_weights(model, weights)
     with torch.no_grad():
-        return model(model_input(clip, cfg, CPU))
+        return model(model_input(clip, cfg, CPU, torch.contiguous_format))
 
 
 def test_pytorchvideo_model_on_its_own_normalisation_gives_our_logits_on_uint8_frames(tmp_path):
@@ -77,7 +78,7 @@ def test_pytorchvideo_model_on_its_own_normalisation_gives_our_logits_on_uint8_f
 def test_caffe2_model_on_the_official_normalisation_gives_our_logits_on_uint8_frames(tmp_path, channel_order,
                                                                                      convert_options):
     torch.manual_seed(0)
-    reference = randomize_batch_norms(build_model(load_cfg(I3D, SMALL_I3D), init=False)).eval()
+    reference = randomize_batch_norms(build_model(load_cfg(I3D, SMALL_I3D))).eval()
     pkl = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(reference)})
     converted = tmp_path / "i3d.pth"
     convert(["caffe2", "--cfg", I3D, "--in", pkl, "--out", str(converted), *convert_options, *SMALL_I3D])
@@ -92,7 +93,7 @@ def test_caffe2_model_on_the_official_normalisation_gives_our_logits_on_uint8_fr
 
 
 def test_converted_checkpoint_records_input_and_class_names(tmp_path):
-    model = build_model(load_cfg(I3D, SMALL_I3D), init=False)
+    model = build_model(load_cfg(I3D, SMALL_I3D))
     pkl = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(model)})
     classes = tmp_path / "classes.json"
     classes.write_text('{"abseiling": 0, "air drumming": 1, "zumba": 4, "archery": 2, "arm wrestling": 3}')

@@ -12,7 +12,7 @@ import videonl
 from videonl.config import load_cfg
 from videonl.data.decode import DecodeError
 from videonl.models.build import build_model
-from videonl.models.weights import save_checkpoint
+from videonl.engine.checkpoint_format import save_checkpoint
 from videonl.predict import main, parse_views
 
 from test_engine_train import DEMO_CFG, data_dir, tiny  # noqa: F401  (data_dir: the moving squares fixture)
@@ -57,7 +57,7 @@ def test_predictor_raises_naming_an_unreadable_video(run, tmp_path):
 
 def test_a_checkpoint_without_class_names_shows_class_indices(run, tmp_path):
     cfg = load_cfg(run["cfg"])
-    save_checkpoint(str(tmp_path / "unnamed.pth"), build_model(cfg, init=False), cfg)
+    save_checkpoint(str(tmp_path / "unnamed.pth"), build_model(cfg), cfg)
     prediction = videonl.Predictor(cfg, str(tmp_path / "unnamed.pth")).predict(run["evaluated"][0]["path"])
     assert [name for name, _ in prediction.top(5)] in (["0", "1"], ["1", "0"])
 

@@ -15,17 +15,10 @@ from torch import nn
 
 from videonl.config import load_cfg
 from videonl.models import build_model
-from videonl.models.weights import (
-    CheckpointError,
-    LoadReport,
-    inflate_2d_state_dict,
-    initialize,
-    load_caffe2_blobs,
-    load_checkpoint,
-    load_state_dict_checked,
-    rename_keys,
-    save_checkpoint,
-)
+from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
+from videonl.engine.initialization import initialize
+from videonl.models.conversions import CheckpointError, inflate_2d_state_dict, load_caffe2_blobs, rename_keys
+from videonl.models.loading import LoadReport, load_complete_state_dict, load_state_dict_checked
 
 from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 
@@ -35,7 +28,7 @@ SMALL = ["RESNET.BLOCKS", "[1,1,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES",
 
 
 def small_model(*opts: str) -> nn.Module:
-    return build_model(load_cfg(C2D, [*SMALL, *opts]), init=False)
+    return build_model(load_cfg(C2D, [*SMALL, *opts]))
 
 
 class RunsCommand:
@@ -71,9 +64,9 @@ def test_inflated_c2d_sees_every_frame_as_the_2d_resnet_does(tmp_path):
     resnet = randomize_batch_norms(torchvision.models.resnet50(weights=None)).eval()
     path = tmp_path / "resnet50_2d.pth"
     torch.save(resnet.state_dict(), path)
-    model = build_model(load_cfg(C2D), init=False).eval()
+    model = build_model(load_cfg(C2D)).eval()
 
-    report = initialize(model, str(path), depth=50)
+    report = initialize(model, str(path))
 
     assert report == LoadReport(missing=["head.fc.weight", "head.fc.bias"], unexpected=[], mismatched=[])
     image = torch.randn(2, 3, 64, 64)
@@ -88,7 +81,7 @@ def test_inflated_c2d_sees_every_frame_as_the_2d_resnet_does(tmp_path):
 
 def test_i3d_inflation_spreads_each_2d_kernel_evenly_over_time():
     kernels_2d = torchvision.models.resnet50(weights=None).state_dict()
-    model = build_model(load_cfg(I3D), init=False)
+    model = build_model(load_cfg(I3D))
 
     state, unused = inflate_2d_state_dict(kernels_2d, model)
 
@@ -109,8 +102,10 @@ def test_i3d_inflation_spreads_each_2d_kernel_evenly_over_time():
     assert load_state_dict_checked(model, state).missing == ["head.fc.weight", "head.fc.bias"]
 
 
-def test_imagenet_init_inflates_torchvisions_weights_for_the_configured_depth(monkeypatch):
-    resnet_2d = torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [1, 1, 1, 1])
+@pytest.mark.parametrize("blocks, depth", [([1, 1, 1, 1], 50), ([1, 1, 7, 1], 101)])
+def test_imagenet_init_inflates_the_shallowest_torchvision_resnet_holding_the_models_blocks(monkeypatch, blocks,
+                                                                                            depth):
+    resnet_2d = torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, blocks)
     requests = []
 
     def pretrained_model(name, weights):
@@ -118,10 +113,11 @@ def test_imagenet_init_inflates_torchvisions_weights_for_the_configured_depth(mo
         return resnet_2d
 
     monkeypatch.setattr(torchvision.models, "get_model", pretrained_model)
-    model = build_model(load_cfg(C2D, ["RESNET.BLOCKS", "[1,1,1,1]", "RESNET.DEPTH", "101", "MODEL.INIT", "imagenet"]))
+    model = build_model(load_cfg(C2D, ["RESNET.BLOCKS", str(blocks)]))
+    initialize(model, "imagenet")
 
-    assert requests == [("resnet101", "IMAGENET1K_V1")]
-    torch.testing.assert_close(model.res5[0].conv_b.weight[:, :, 0], resnet_2d.layer4[0].conv2.weight)
+    assert requests == [(f"resnet{depth}", "IMAGENET1K_V1")]
+    torch.testing.assert_close(model.res4[-1].conv_b.weight[:, :, 0], resnet_2d.layer3[-1].conv2.weight)
 
 
 def test_initialize_rejects_what_it_cannot_load(tmp_path):
@@ -130,13 +126,13 @@ def test_initialize_rejects_what_it_cannot_load(tmp_path):
     torch.save({"state_dict": model.state_dict()}, tmp_path / "wrapped.pth")
 
     with pytest.raises(ValueError, match="MODEL.INIT must be '', 'imagenet' or an existing"):
-        initialize(model, "imagenet21k", depth=50)
+        initialize(model, "imagenet21k")
     with pytest.raises(ValueError, match="MODEL.INIT must be"):
-        initialize(model, str(tmp_path / "weights.txt"), depth=50)
-    with pytest.raises(ValueError, match="not 34"):
-        initialize(model, "imagenet", depth=34)
+        initialize(model, str(tmp_path / "weights.txt"))
+    with pytest.raises(ValueError, match=r"none with the model's \[4, 1, 1, 1\]"):
+        initialize(small_model("RESNET.BLOCKS", "[4,1,1,1]"), "imagenet")
     with pytest.raises(CheckpointError, match=r"neither a videonl checkpoint, a torchvision .*\['state_dict'\]"):
-        initialize(model, str(tmp_path / "wrapped.pth"), depth=50)
+        initialize(model, str(tmp_path / "wrapped.pth"))
 
 
 def test_init_from_a_checkpoint_for_other_classes_reinitialises_only_the_classifier(tmp_path, caplog):
@@ -145,7 +141,7 @@ def test_init_from_a_checkpoint_for_other_classes_reinitialises_only_the_classif
     model = small_model()
     fresh_fc = model.head.fc.weight.detach().clone()
 
-    with caplog.at_level(logging.INFO, logger="videonl.models.weights"):
+    with caplog.at_level(logging.INFO, logger="videonl.engine.initialization"):
         report = initialize(model, str(tmp_path / "kinetics.pth"))
 
     assert report.missing == ["head.fc.weight", "head.fc.bias"] and "7 classes, the model 5" in caplog.text
@@ -161,7 +157,7 @@ def test_load_names_missing_and_unexpected_keys_and_loads_the_rest(caplog):
     del state["res3.0.conv_b.weight"]
     state["res9.0.conv_a.weight"] = torch.zeros(1)
 
-    with caplog.at_level(logging.WARNING, logger="videonl.models.weights"):
+    with caplog.at_level(logging.WARNING, logger="videonl.models.loading"):
         report = load_state_dict_checked(model, state)
 
     assert report == LoadReport(missing=["res3.0.conv_b.weight"], unexpected=["res9.0.conv_a.weight"], mismatched=[])
@@ -184,6 +180,21 @@ def test_shape_mismatch_can_be_skipped_and_is_reported():
     assert report == LoadReport(missing=[], unexpected=[], mismatched=["head.fc.weight", "head.fc.bias"])
     torch.testing.assert_close(model.head.fc.weight, classifier)
     torch.testing.assert_close(model.res5[0].bn_b.running_var, source.res5[0].bn_b.running_var)
+
+
+def test_a_complete_load_names_what_does_not_fit_and_counts_the_rest():
+    model, state = small_model(), small_model().state_dict()
+    missing = [name for name, _ in model.named_parameters()][:7]
+    for key in missing:
+        del state[key]
+    state["res9.0.conv_a.weight"] = torch.zeros(1)
+
+    with pytest.raises(CheckpointError) as error:
+        load_complete_state_dict(model, state, "other.pth", "the model of c2d")
+
+    assert str(error.value) == (f"other.pth does not fit the model of c2d:\n"
+                                f"  model weights the checkpoint does not provide: {', '.join(missing[:5])} and 2 more\n"
+                                f"  weights the model has no place for: res9.0.conv_a.weight")
 
 
 # ------------------------------------------------------------------------------------------ safe loading
@@ -263,7 +274,7 @@ def test_a_torch_file_holding_code_is_refused_without_running_it(tmp_path):
 
 def test_checkpoint_round_trip_through_model_init(tmp_path):
     cfg = load_cfg(C2D, SMALL)
-    source = randomize_batch_norms(build_model(cfg, init=False))
+    source = randomize_batch_norms(build_model(cfg))
     path = tmp_path / "run" / "model.pth"
 
     save_checkpoint(str(path), source, cfg, epoch=3)
@@ -271,7 +282,8 @@ def test_checkpoint_round_trip_through_model_init(tmp_path):
     assert os.listdir(path.parent) == ["model.pth"]  # no temporary file left behind
     checkpoint = load_checkpoint(str(path))
     assert checkpoint["cfg"] == cfg.dump() and checkpoint["epoch"] == 3
-    loaded = build_model(load_cfg(C2D, [*SMALL, "MODEL.INIT", str(path)]))
+    loaded = build_model(cfg)
+    initialize(loaded, str(path))
     for key, value in source.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 
 from .config import ConfigError
 from .data.decode import DecodeError
-from .models.weights import CheckpointError
+from .models.conversions import CheckpointError
 
 KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
 INPUT_ERRORS = (CheckpointError, DecodeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,

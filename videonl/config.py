@@ -6,6 +6,7 @@ A config file is named by its path or by its place among the configs shipped in 
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 """
 
+import logging
 import os
 from importlib import resources
 from typing import Iterable, Sequence, Union
@@ -14,6 +15,14 @@ import yaml
 from fvcore.common.config import CfgNode
 
 BASE_KEY = "_BASE_"
+# Keys renamed in this release: old key -> (new key, old values that changed -> new). The old names still load,
+# in files and overrides, with a logged warning, until the next release.
+RENAMED_KEYS = {
+    "TRAIN.MIXED_PRECISION": ("RUNTIME.PRECISION", {"none": "fp32"}),
+    "TRAIN.CHANNELS_LAST": ("RUNTIME.CHANNELS_LAST", {}),
+    "TRAIN.COMPILE": ("RUNTIME.COMPILE", {}),
+}
+logger = logging.getLogger(__name__)
 # The repository's top-level configs/, shipped inside the package (a link in a checkout, files in a wheel).
 PACKAGED_CONFIGS = resources.files("videonl") / "configs"
 
@@ -108,14 +117,17 @@ def get_cfg() -> CfgNode:
     _C.TRAIN.CHECKPOINT_KEEP = 3  # newest periodic checkpoints kept; older ones are deleted (0 = keep all)
     _C.TRAIN.EVAL_PERIOD = 20000  # iterations between validations on DATA.VAL_SPLIT (0 = only at the end)
     _C.TRAIN.LOG_PERIOD = 20  # iterations between logged lines (metrics.jsonl, TensorBoard, the bar)
-    _C.TRAIN.MIXED_PRECISION = "none"  # none | bf16 | fp16 (with a grad scaler); never the default on CPUs
-    _C.TRAIN.CHANNELS_LAST = False  # channels-last-3d memory format for the model and its inputs
-    _C.TRAIN.COMPILE = False  # torch.compile the model
     _C.TRAIN.CLIP_GRAD_NORM = 0.0  # clip the global gradient norm to this value (0 = off)
     _C.TRAIN.PRECISE_BN_BATCHES = 200  # recompute BN statistics over this many batches before evaluating (0 = off)
     _C.TRAIN.SYNC_BN = False  # synchronise BN statistics across processes (small per-GPU batches)
     _C.TRAIN.SEED = 0  # seeds Python, numpy and torch (offset by rank); data order follows it
     _C.TRAIN.DETERMINISTIC = False  # deterministic kernels, DATA.DECODER auto fixed (reproducible runs, slower)
+
+    # How the model runs in training, testing, prediction and benchmarks alike (read by the engine only).
+    _C.RUNTIME = CfgNode()
+    _C.RUNTIME.PRECISION = "fp32"  # fp32 | bf16 | fp16 autocast (fp16 with a grad scaler); never bf16/fp16 on CPUs
+    _C.RUNTIME.CHANNELS_LAST = False  # channels-last-3d memory format for the model and its inputs
+    _C.RUNTIME.COMPILE = False  # torch.compile the model
 
     # The optimiser and learning-rate schedule, in iterations.
     _C.SOLVER = CfgNode()
@@ -211,6 +223,8 @@ def load_cfg(cfg_files: Union[str, Sequence[str], None] = None, opts: Iterable[s
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
+    for index in range(0, len(opts), 2):
+        opts[index:index + 2] = _renamed(opts[index], opts[index + 1], "command-line override")
     try:
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as err:
@@ -235,6 +249,30 @@ def _merge_file(cfg: CfgNode, name: str) -> None:
     cfg_file = resolve_config(name)
     _check_base_chain(cfg_file)
     try:
-        cfg.merge_from_file(cfg_file)
+        content = cfg.load_yaml_with_base(cfg_file)
+        _rename_in_file(content, cfg_file)
+        cfg.merge_from_other_cfg(CfgNode(content))
     except (KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
         raise ConfigError(f"{cfg_file}: {_explain(err)}") from err
+
+
+def _renamed(key: str, value, where: str) -> list:
+    """[key, value] under the names of this release; an old key is logged with its new name."""
+    if key not in RENAMED_KEYS:
+        return [key, value]
+    new_key, new_values = RENAMED_KEYS[key]
+    logger.warning("%s: %s is renamed %s; the old name is read until the next release", where, key, new_key)
+    return [new_key, new_values.get(value, value) if isinstance(value, str) else value]
+
+
+def _rename_in_file(content: dict, cfg_file: str) -> None:
+    """Move the old keys of a loaded file (with its _BASE_ chain) to their new names, in place."""
+    for old_key in RENAMED_KEYS:
+        section, name = old_key.split(".")
+        if name not in (content.get(section) or {}):
+            continue
+        new_key, value = _renamed(old_key, content[section].pop(name), cfg_file)
+        new_section, new_name = new_key.split(".")
+        if new_name in (content.get(new_section) or {}):
+            raise ConfigError(f"{cfg_file}: both {old_key} and its new name {new_key} are set; keep {new_key}")
+        content.setdefault(new_section, {})[new_name] = value

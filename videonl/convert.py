@@ -19,19 +19,19 @@ from typing import List, Optional, Sequence
 
 from .command import add_overrides, parse_args, run
 from .config import load_cfg
-from .models import build_model
 from .data.datasets import read_class_names
-from .models.input_spec import CAFFE2_INPUT, CHANNEL_ORDERS, PYTORCHVIDEO_INPUT, InputSpec
-from .models.weights import (
+from .data.transforms import CHANNEL_ORDERS
+from .engine.checkpoint_format import save_checkpoint
+from .models import build_model
+from .models.conversions import (
     CheckpointError,
-    LoadReport,
     convert_caffe2,
     convert_pytorchvideo,
     load_caffe2_blobs,
     load_pytorchvideo_checkpoint,
-    load_state_dict_checked,
-    save_checkpoint,
 )
+from .models.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
+from .models.loading import load_complete_state_dict
 
 
 SOURCES = {
@@ -88,20 +88,6 @@ def recorded_classes(args: argparse.Namespace, num_classes: int) -> Optional[Lis
     return names
 
 
-def check_complete(report: LoadReport, args: argparse.Namespace) -> None:
-    """A converted checkpoint must cover the whole model and nothing else; name the keys that do not match.
-
-    The load's own report is the judge, not key sets: a frozen BN, say, takes and drops `num_batches_tracked`.
-    """
-    problems = []
-    if report.missing:
-        problems.append(f"model weights the checkpoint does not provide: {', '.join(report.missing)}")
-    if report.unexpected:
-        problems.append(f"converted weights the model has no place for: {', '.join(report.unexpected)}")
-    if problems:
-        raise CheckpointError(f"{args.input} does not fit the model of {args.cfg}:\n  " + "\n  ".join(problems))
-
-
 def default_output(cfg, input_path: str) -> str:
     return os.path.join(cfg.OUTPUT_DIR, os.path.splitext(os.path.basename(input_path))[0] + ".pth")
 
@@ -111,9 +97,9 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     args = parse_args(build_parser(), argv)
     cfg = load_cfg(args.cfg, args.opts)
     classes = recorded_classes(args, cfg.MODEL.NUM_CLASSES)
-    model = build_model(cfg, init=False)
+    model = build_model(cfg)
     state, unused = convert_source(args, model)
-    check_complete(load_state_dict_checked(model, state), args)
+    load_complete_state_dict(model, state, args.input, f"the model of {args.cfg}")
     output = args.out or default_output(cfg, args.input)
     save_checkpoint(output, model, cfg, input_spec=source_input(args),
                     classes=classes,

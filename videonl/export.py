@@ -5,7 +5,7 @@
 
 The graph takes `clip`, float32 [B, 3, T, H, W]: T = DATA.NUM_FRAMES, H = W = DATA.TEST_CROP_SIZE, RGB in
 [0, 1] normalised with DATA.MEAN / DATA.STD, one test view per batch row (B is free). It returns `logits`,
-[B, MODEL.NUM_CLASSES], the model's test output for each view (with the fully-convolutional head, the log of
+[B, MODEL.NUM_CLASSES], the model's `test_logits` for each view (with the fully-convolutional head, the log of
 its windows' averaged softmax); average the softmax over a video's views yourself. The file records these
 facts (ONNX metadata, TorchScript extra file `videonl.json`).
 
@@ -28,7 +28,9 @@ from torch import nn
 from videonl.command import add_overrides, parse_args, run
 from videonl.config import ConfigError, load_cfg
 from videonl.engine.runtime import load_model
-from videonl.models.weights import CheckpointError, cfg_for_weights
+from videonl.engine.weight_sources import cfg_for_weights
+from videonl.models.conversions import CheckpointError
+from videonl.models.resnet3d import ModelForTest
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 23  # the first with an Attention op: the non-local block's fused path stays one node
@@ -93,9 +95,9 @@ def run_exported(path: str, fmt: str, clip: torch.Tensor) -> torch.Tensor:
 
 
 def check_parity(model: nn.Module, path: str, fmt: str, clip: torch.Tensor) -> float:
-    """The largest absolute logit difference; ParityError beyond PARITY."""
+    """The largest absolute difference from `model.test_logits`; ParityError beyond PARITY."""
     with torch.no_grad():
-        expected = model(clip)
+        expected = model.test_logits(clip)
     actual = run_exported(path, fmt, clip)
     if actual.shape != expected.shape:
         raise ParityError(f"the exported model returns {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}")
@@ -115,7 +117,8 @@ def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> float
     cfg = cfg_for_weights(cfg, checkpoint)  # the input the weights were trained with, unless the config says
     model = load_model(cfg, checkpoint, device=torch.device("cpu"))
     pending = output + ".unverified"
-    (export_onnx if fmt == "onnx" else export_torchscript)(model, example_clip(cfg, views), pending, input_facts(cfg))
+    (export_onnx if fmt == "onnx" else export_torchscript)(ModelForTest(model).eval(), example_clip(cfg, views), pending,
+                                                           input_facts(cfg))
     difference = check_parity(model, pending, fmt, example_clip(cfg, views + 1, seed=1))
     os.replace(pending, output)
     return difference

@@ -32,8 +32,8 @@ from videonl.data.transforms import TEST_CROPS
 from videonl.engine.distributed import select_device
 from videonl.engine.evaluate import view_probabilities
 from videonl.engine.runtime import load_model
+from videonl.engine.weight_sources import read_weights_metadata
 from videonl.models.input_spec import adopt_input
-from videonl.models.weights import read_weights_metadata
 from videonl.progress import progress
 
 logger = logging.getLogger(__name__)

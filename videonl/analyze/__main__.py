@@ -16,8 +16,8 @@ from ..command import add_overrides, parse_args, run
 from ..config import load_cfg
 from ..data.datasets import VideoRecord, read_video_list
 from ..data.loader import list_file
-from ..models.weights import CheckpointError
 from ..engine.runtime import load_model
+from ..models.conversions import CheckpointError
 from .maps import parse_query, render_attention_maps
 from .statistics import attention_statistics, format_table, sampling_statement, write_statistics
 

@@ -16,6 +16,7 @@ from torch import nn
 from ..data.datasets import VideoDataset, VideoRecord
 from ..data.decode import DecodeError
 from ..data.loader import model_input
+from ..engine.runtime import memory_format
 from ..models.context.global_context import GlobalContext
 from ..models.context.non_local import NonLocal, to_windows
 from ..models.registry import context_block_class, context_block_names
@@ -38,7 +39,7 @@ def centred_clip(cfg, path: str, device: torch.device) -> torch.Tensor:
     item = VideoDataset([VideoRecord(str(path), -1)], "val", cfg)[0]
     if item["views"] is None:
         raise DecodeError(str(path), item["error"])
-    return model_input(item["views"], cfg, device)
+    return model_input(item["views"].cut(), cfg, device, memory_format(cfg))
 
 
 def denormalised_frames(clip: torch.Tensor, cfg) -> torch.Tensor:
@@ -193,7 +194,7 @@ def capture_block_io(model: nn.Module, probes: List[Probe], clips: torch.Tensor)
 
     hooks = [probe.block.register_forward_hook(keep(probe.name)) for probe in probes]
     try:
-        model(clips)
+        model.features(clips)  # the blocks' inputs and outputs are all it needs: no classifier output
     finally:
         for hook in hooks:
             hook.remove()

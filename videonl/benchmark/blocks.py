@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
 def stage_inputs(cfg_file: str, opts: List[str]) -> Dict[str, dict]:
     """Per stage: the bottleneck widths and the output shape `[T, H, W]` of the config's model."""
     cfg = load_cfg(cfg_file, opts)
-    model = build_model(cfg, init=False).eval()
+    model = build_model(cfg).eval()
     clip = torch.zeros(1, cfg.DATA.INPUT_CHANNELS, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE,
                        cfg.DATA.TRAIN_CROP_SIZE)
     shapes = stage_shapes(model, clip)

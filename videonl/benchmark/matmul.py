@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .timing import measure
+from videonl.benchmark.timing import measure
 
 
 def matmul(size: int, device: str = "cpu") -> Callable[[], None]:

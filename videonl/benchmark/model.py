@@ -3,7 +3,8 @@
 For our model built from the config, and for PyTorchVideo's model of the same backbone:
   train step   forward, cross-entropy, backward and an SGD step (SOLVER's momentum and weight decay) in
                train mode: the median of --steps steps after --warmup, the models taking turns step by step
-  inference    a forward in eval mode under `torch.inference_mode`, timed the same way
+  inference    a forward in eval mode under `torch.inference_mode`, timed the same way: both models' logits
+               of the globally pooled clip (ours: `model(clip)`, not `test_logits`), so the heads match
   peak MiB     the peak memory of each, above the model and its input (one warm-up and one call): on the
                CPU the growth of the peak resident size of a fresh process, on CUDA max_memory_allocated
   GFLOP/s      the train step's FLOPs over its time, and that as a share of an fp32 matmul's rate
@@ -13,10 +14,11 @@ FLOPs: fvcore's multiply-adds of one forward (`videonl.flops`) times the batch; 
 forwards (the backward as two); FLOP/s count 2 FLOPs per multiply-add, as a matmul's peak does.
 
 The counterpart is the PyTorchVideo hub builder (c2d_r50, i3d_r50, slow_r50) whose backbone equals the
-config's: the same keys as our config of it (packaged kinetics400/{name}_8x8.yaml) in every RESNET table
-but WIDTH, which the counterpart takes from the config (stem_dim_out), so reduced-width configs compare
-alike. Its head pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any
---frames and --size fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
+config's: our plain backbone built from the config has the layers (kernels, strides, norms, input
+channels) of the one built from our config of it (packaged kinetics400/{name}_8x8.yaml), widths aside; the
+counterpart takes its width from the config (stem_dim_out), so reduced-width configs compare alike. Its head
+pools globally (adaptive average pool, the hub's fixed 4x7x7 pool at 8x224x224), so any --frames and --size
+fit. Context blocks have no counterpart: PyTorchVideo's plain backbone is shown and the
 difference named. A backbone that matches none (32-frame layouts, R101, 3x3x3 I3D, custom blocks) is
 measured alone.
 """
@@ -30,40 +32,49 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..command import add_overrides
-from ..config import load_cfg
-from ..data.loader import model_input
-from ..engine.optim import build_optimizer
-from ..engine.runtime import autocast, compiled, grad_scaler, place_model
-from ..flops import flop_analysis
-from ..models import build_model
-from ..models.build import stage_blocks
-from ..models.registry import placement
-from .matmul import matmul
-from .timing import interleaved, isolated, measure
+from videonl.benchmark.matmul import matmul
+from videonl.benchmark.timing import interleaved, isolated, measure
+from videonl.command import add_overrides
+from videonl.config import load_cfg
+from videonl.data.loader import model_input
+from videonl.engine.optim import build_optimizer
+from videonl.engine.runtime import PRECISIONS, autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.flops import flop_analysis
+from videonl.models import build_model
+from videonl.models.build import stage_blocks
+from videonl.models.registry import STAGES, placement
 
 OURS = "videonl"
 COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
 COUNTERPART_CONFIG = "kinetics400/{name}_8x8.yaml"  # packaged config of each counterpart's backbone
-# What makes two backbones the same network up to their width.
-BACKBONE_KEYS = ("RESNET.DEPTH", "RESNET.BLOCKS", "RESNET.STEM_TEMPORAL_KERNEL", "RESNET.STEM_TEMPORAL_STRIDE",
-                 "RESNET.POOL1_TEMPORAL_KERNEL", "RESNET.POOL1_TEMPORAL_STRIDE", "RESNET.POOL2_TEMPORAL_KERNEL",
-                 "RESNET.POOL2_TEMPORAL_STRIDE", "RESNET.TEMPORAL_KERNEL_A", "RESNET.TEMPORAL_KERNEL_B",
-                 "DATA.INPUT_CHANNELS", "BN.FROZEN")
-PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}  # --precision -> TRAIN.MIXED_PRECISION
 PEAK = "fp32 matmul"
 
 
 def backbone(cfg) -> tuple:
-    return tuple(functools.reduce(getattr, key.split("."), cfg) for key in BACKBONE_KEYS)
+    """What makes two backbones the same network up to their width, read from the built plain backbone (on the
+    meta device, so nothing is allocated): its input channels and every layer before the head by name, type,
+    kernel and stride. Whatever key shapes the network is thereby compared, with no list of keys to keep."""
+    plain = cfg.clone()
+    plain.defrost()
+    plain.CONTEXT.BLOCK = ""
+    for stage in STAGES:
+        plain.CONTEXT[stage.upper()] = []
+    with torch.device("meta"):
+        model = build_model(plain)
+    layers = tuple((name, type(module).__name__, getattr(module, "kernel_size", None), getattr(module, "stride", None))
+                   for part_name, part in model.stage_modules() for name, module in part.named_modules(prefix=part_name))
+    return model.stem.conv.in_channels, layers
+
+
+@functools.lru_cache(maxsize=None)
+def counterpart_backbone(name: str) -> tuple:
+    return backbone(load_cfg(COUNTERPART_CONFIG.format(name=name)))
 
 
 def pytorchvideo_counterpart(cfg) -> Optional[str]:
     """The hub builder whose backbone is the config's (see the module doc), or None."""
-    for name in COUNTERPARTS:
-        if backbone(load_cfg(COUNTERPART_CONFIG.format(name=name))) == backbone(cfg):
-            return name
-    return None
+    ours = backbone(cfg)
+    return next((name for name in COUNTERPARTS if counterpart_backbone(name) == ours), None)
 
 
 def comparison_note(cfg, counterpart: Optional[str]) -> str:
@@ -85,7 +96,7 @@ def build(job: dict, name: str) -> nn.Module:
     """Our model (`name` OURS) or the counterpart, on the CPU, with fresh weights."""
     cfg = job_cfg(job)
     if name == OURS:
-        return build_model(cfg, init=False)
+        return build_model(cfg)
     from pytorchvideo.models import hub
 
     return getattr(hub, job["counterpart"])(
@@ -97,7 +108,7 @@ def build(job: dict, name: str) -> nn.Module:
 def clip_and_labels(job: dict) -> tuple:
     cfg = job_cfg(job)
     shape = (job["batch"], cfg.DATA.INPUT_CHANNELS, job["frames"], job["size"], job["size"])
-    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]))
+    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]), memory_format(cfg))
     return clip, torch.randint(cfg.MODEL.NUM_CLASSES, (job["batch"],), device=job["device"])
 
 
@@ -177,11 +188,11 @@ def format_table(rows: Dict[str, dict], peak_gflops: float, peaks: Optional[Dict
 
 
 def describe(job: dict, cfg, note: str) -> List[str]:
-    layout = "channels-last-3d" if cfg.TRAIN.CHANNELS_LAST else "contiguous"
+    layout = "channels-last-3d" if cfg.RUNTIME.CHANNELS_LAST else "contiguous"
     return [f"config       {job['cfg']} {' '.join(job['opts'])}".rstrip(),
             f"input        {job['batch']} x {cfg.DATA.INPUT_CHANNELS} x {job['frames']} x {job['size']} x "
             f"{job['size']}; {job['device']}, {torch.get_num_threads()} threads, {job['precision']}, {layout}, "
-            f"{'compiled' if cfg.TRAIN.COMPILE else 'eager'}",
+            f"{'compiled' if cfg.RUNTIME.COMPILE else 'eager'}",
             f"counterpart  {note}",
             f"medians of {job['steps']} calls after {job['warmup']} warm-up, taken in turn; a train step counts "
             "3 forwards, FLOPs = 2 x multiply-adds"]
@@ -196,8 +207,8 @@ def precision_warning(precision: str, device: str) -> Optional[str]:
 
 def job_from_args(args: argparse.Namespace) -> dict:
     """Plain data for the measuring processes: the options become config overrides."""
-    settings = ["TRAIN.MIXED_PRECISION", PRECISIONS[args.precision], "TRAIN.CHANNELS_LAST", str(args.channels_last),
-                "TRAIN.COMPILE", str(args.compile)]
+    settings = ["RUNTIME.PRECISION", args.precision, "RUNTIME.CHANNELS_LAST", str(args.channels_last),
+                "RUNTIME.COMPILE", str(args.compile)]
     cfg = load_cfg(args.cfg, list(args.opts) + settings)
     counterpart = pytorchvideo_counterpart(cfg)
     return {"cfg": args.cfg, "opts": list(args.opts), "settings": settings, "counterpart": counterpart,
@@ -232,10 +243,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--size", type=int, help="clip height and width (default: DATA.TRAIN_CROP_SIZE)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
-                        help="autocast dtype (sets TRAIN.MIXED_PRECISION; fp16 adds a grad scaler)")
+                        help="autocast dtype (sets RUNTIME.PRECISION; fp16 adds a grad scaler)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="channels-last-3d model and input (sets TRAIN.CHANNELS_LAST)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile both models (sets TRAIN.COMPILE)")
+                        help="channels-last-3d model and input (sets RUNTIME.CHANNELS_LAST)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (sets RUNTIME.COMPILE)")
     parser.add_argument("--steps", type=int, default=5, help="timed calls per figure (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed for the peak")

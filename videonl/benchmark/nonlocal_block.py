@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import torch
 
-from .timing import isolated, measure
+from videonl.benchmark.timing import isolated, measure
 
 # name -> (channels, frames, height, width) of the map a block sees.
 SHAPES = {

@@ -51,6 +51,14 @@ def prepare_samples(out_dir: Path, short_side: int = 256, prep_options: Sequence
     return Path(out_dir) / "val.csv"
 
 
+def prepare_encoded_samples(work_dir: Path, short_side: int, gop: int, fast_decode: bool) -> Path:
+    """`prepare_samples` with the prep scripts' --gop and --fast-decode, in a folder of its own per setting under
+    `work_dir` (kept for reuse); the path of the list file."""
+    folder = Path(work_dir) / f"samples_gop{gop}{'_fastdecode' if fast_decode else ''}"
+    return prepare_samples(folder, short_side, ["--gop", str(gop), "--fast-decode" if fast_decode else
+                                                "--no-fast-decode"])
+
+
 def short_side(path: str) -> int:
     with av.open(path) as container:
         stream = container.streams.video[0]

@@ -87,9 +87,10 @@ class VideoDataset(Dataset):
     """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`).
 
     train: {"clip": [C, T, S, S], "label", "index", "failures": ["path: reason" of replaced videos]}
-    val/test: {"views": [V, C, T, H, W] or None when the video failed, "label", "index",
-               "error": "" or "path: reason"}. V = TEST.NUM_CLIPS x crops (test), 1 centred clip (val).
-    Clips and views are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
+    val/test: {"views": `VideoViews` (the distinct frames and the plan of the V views, cut where the model runs)
+               or None when the video failed, "label", "index", "error": "" or "path: reason"}.
+               V = TEST.NUM_CLIPS x crops (test), 1 centred clip (val).
+    Clips and frames are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
     """
 
     def __init__(self, records: List[VideoRecord], mode: str, cfg):
@@ -161,7 +162,7 @@ class VideoDataset(Dataset):
                 failures.append(str(error))
                 index = int(torch.randint(0, len(self.records), ()))
                 continue
-            clip = self.transform(frames[torch.from_numpy(positions)])
+            clip = self.transform(frames, torch.from_numpy(positions))
             return {"clip": clip, "label": record.label, "index": index, "failures": failures}
         raise RuntimeError(f"{len(failures)} videos in a row failed to decode; last: {failures[-1]}")
 
@@ -174,5 +175,5 @@ class VideoDataset(Dataset):
             report_failure(error)
             item["error"] = str(error)
             return item
-        item["views"] = self.transform(frames, torch.from_numpy(positions))
+        item["views"] = self.transform.plan(frames, torch.from_numpy(positions))
         return item

@@ -69,7 +69,9 @@ class _PyAVVideo:
     decoded frames instead; so is any read in which a frame asked for does not turn up by its timestamp.
     Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
     frames that are not asked for), and only the frames asked for are converted to RGB; `decoded` counts
-    the frames the decoder has put out, what the reads cost.
+    the frames the decoder has put out, what the reads cost. The file stays open while the object lives: a
+    read seeks in the container whose packets were listed (opening again costs as much as decoding a few
+    frames).
     """
 
     def __init__(self, path: str):
@@ -77,13 +79,18 @@ class _PyAVVideo:
 
         self._path = path
         self.decoded = 0
-        with av.open(path) as container:
-            if not container.streams.video:
+        self._container = av.open(path)
+        try:
+            if not self._container.streams.video:
                 raise RuntimeError("no video stream")
-            stream = container.streams.video[0]
+            stream = self._container.streams.video[0]
+            stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate or 0
             packets = [(packet.pts, packet.is_keyframe, packet.is_discard)
-                       for packet in container.demux(stream) if packet.size]
+                       for packet in self._container.demux(stream) if packet.size]
+        except Exception:
+            self._container.close()
+            raise
         num_frames = stream.frames or len(packets)
         self.info = VideoInfo(num_frames, float(rate))
         self._frame_times, self._keyframe_times = _packet_timeline(packets, num_frames)
@@ -96,26 +103,21 @@ class _PyAVVideo:
 
     def _read_by_timestamp(self, indices: np.ndarray) -> Optional[List[np.ndarray]]:
         """The frames at sorted `indices`, read from the keyframe before the first; None if one is missing."""
-        import av
-
         wanted = {self._frame_times[i]: n for n, i in enumerate(indices.tolist())}
         frames: List[np.ndarray] = [None] * len(indices)
         keyframe = bisect.bisect_right(self._keyframe_times, self._frame_times[int(indices[0])]) - 1
         found = 0
-        with av.open(self._path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if keyframe > 0:
-                container.seek(self._keyframe_times[keyframe], stream=stream)
-            for packet in container.demux(stream):
-                stream.codec_context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-                for frame in stream.codec_context.decode(packet):
-                    self.decoded += 1
-                    if frame.pts in wanted and frames[wanted[frame.pts]] is None:
-                        frames[wanted[frame.pts]] = frame.to_ndarray(format="rgb24")
-                        found += 1
-                if found == len(indices):
-                    return frames
+        stream = self._container.streams.video[0]
+        self._container.seek(self._keyframe_times[keyframe], stream=stream)  # also back from the end of the listing
+        for packet in self._container.demux(stream):
+            stream.codec_context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            for frame in stream.codec_context.decode(packet):
+                self.decoded += 1
+                if frame.pts in wanted and frames[wanted[frame.pts]] is None:
+                    frames[wanted[frame.pts]] = frame.to_ndarray(format="rgb24")
+                    found += 1
+            if found == len(indices):
+                return frames
         return None
 
     def _read_counting(self, indices: np.ndarray) -> List[np.ndarray]:

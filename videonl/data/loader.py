@@ -5,15 +5,17 @@ Batch formats, for the training loop and the evaluator:
 train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
     The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
-val / test: {"views": [B_ok, V, C, T, H, W] (the videos that decoded, in batch order),
-             "label": long [B], "index": long [B], "valid": bool [B], "error": list of B strings}
-    `view_batches(batch["views"], cfg, device)` yields them ready for the model, TEST.VIEWS_PER_FORWARD at a
-    time (video-major); concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row
-    with valid False is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
-Clips and views are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
+val / test: {"views": list of B_ok `VideoViews` (the videos that decoded, in batch order: each its distinct
+             frames and the plan of its V views), "label": long [B], "index": long [B], "valid": bool [B],
+             "error": list of B strings}
+    `view_batches(batch["views"], cfg, device, memory_format)` sends each video's frames to the device once,
+    cuts the views there and yields them ready for the model, TEST.VIEWS_PER_FORWARD at a time (video-major);
+    concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row with valid False
+    is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
+Clips and frames are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
 channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
-`model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
-format.
+`model_input(tensor, cfg, device, memory_format)`, which moves it, normalises it when needed and gives it the
+model's memory format (the engine's choice, `engine.runtime.memory_format`).
 
 Training uses `TrainSampler`: a seeded permutation per epoch, cut into global batches of which each rank takes
 its slice, yielding (index, seed) pairs so that a clip's augmentation depends only on TRAIN.SEED, the epoch
@@ -32,14 +34,12 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler, default_collate
 
-from videonl.data.datasets import VideoDataset, read_video_list
+from videonl import ranks
+from videonl.data.datasets import MODES, VideoDataset, read_video_list
 from videonl.data.decode import GPU_BACKENDS
-from videonl.data.transforms import normalize
-
-SPLIT_MODES = ("train", "val", "test")
+from videonl.data.transforms import VideoViews, normalize
 
 
 class ShardSampler(Sampler):
@@ -112,20 +112,13 @@ def collate_train(items: List[Dict]) -> Dict:
 
 
 def collate_views(items: List[Dict]) -> Dict:
-    decoded = [item["views"] for item in items if item["views"] is not None]
     return {
-        "views": stack_clips(decoded) if decoded else torch.empty(0),
+        "views": [item["views"] for item in items if item["views"] is not None],
         "label": torch.tensor([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "valid": torch.tensor([item["views"] is not None for item in items]),
         "error": [item["error"] for item in items],
     }
-
-
-def _distributed_rank_and_size() -> tuple:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def list_file(cfg, split: str) -> str:
@@ -134,8 +127,8 @@ def list_file(cfg, split: str) -> str:
 
 
 def build_dataset(cfg, split: str) -> VideoDataset:
-    if split not in SPLIT_MODES:
-        raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLIT_MODES)}")
+    if split not in MODES:
+        raise ValueError(f"unknown split '{split}'; choose from {', '.join(MODES)}")
     records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
     return VideoDataset(records, split, cfg)
 
@@ -146,7 +139,7 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     torch.distributed's when it is initialised, else to a single process. `indices` (val and test only)
     restricts it to those positions of the list, shared out over the ranks."""
     if rank is None or world_size is None:
-        rank, world_size = _distributed_rank_and_size()
+        rank, world_size = ranks.rank(), ranks.world_size()
     dataset = build_dataset(cfg, split)
     training = split == "train"
     decodes_on_gpu = cfg.DATA.DECODER in GPU_BACKENDS and torch.cuda.is_available()
@@ -170,22 +163,35 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     )
 
 
-def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+def model_input(clips: torch.Tensor, cfg, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
     """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE;
-    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's memory format: channels-last-3d with
-    TRAIN.CHANNELS_LAST (the loader's own layout, so no copy), else contiguous (reordered on the device)."""
+    DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's `memory_format`: channels-last-3d is the loader's
+    own layout (no copy); contiguous is reordered on the device."""
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
         clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD, cfg.DATA.CHANNEL_ORDER)
-    layout = torch.channels_last_3d if cfg.TRAIN.CHANNELS_LAST else torch.contiguous_format
-    return clips.contiguous(memory_format=layout)
+    return clips.contiguous(memory_format=memory_format)
 
 
-def view_batches(views: torch.Tensor, cfg, device: torch.device) -> Iterator[torch.Tensor]:
-    """[B, V, C, T, H, W] loader views as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order,
-    so that 30 views of a long clip need not fit in memory at once."""
-    for chunk in views.flatten(0, 1).split(cfg.TEST.VIEWS_PER_FORWARD):
-        yield model_input(chunk, cfg, device)
+def view_batches(videos: Sequence[VideoViews], cfg, device: torch.device,
+                 memory_format: torch.memory_format) -> Iterator[torch.Tensor]:
+    """The views of loader videos as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order (video
+    by video), so that 30 views of a long clip need not fit in memory at once. Each video's distinct frames go
+    to `device` once and its views are cut there."""
+    size = cfg.TEST.VIEWS_PER_FORWARD
+    pieces, filled = [], 0
+    for video in videos:
+        video = video.to(device, non_blocking=True)
+        first = 0
+        while first < len(video):  # a chunk may hold the end of one video and the start of the next
+            count = min(size - filled, len(video) - first)
+            pieces.append(video.cut(first, count))
+            first, filled = first + count, filled + count
+            if filled == size:
+                yield model_input(torch.cat(pieces), cfg, device, memory_format)
+                pieces, filled = [], 0
+    if pieces:
+        yield model_input(torch.cat(pieces), cfg, device, memory_format)
 
 
 def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:

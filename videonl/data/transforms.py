@@ -10,15 +10,18 @@ Only the pixels kept are resized: a training clip is cut from the source frames 
 resizing first and cropping after would take), and a test video is resized once for all its views. Resizing is
 antialiased bilinear everywhere, by `torch.nn.functional.interpolate` itself: importing torchvision for its
 `resize` would cost every process that touches the data package about a second (it pulls in torch._dynamo).
+A test video's views are not cut in the loader: it hands out `VideoViews`, the distinct frames and a plan of
+the views, and the views are cut where the model runs (a 30-view 32x2 item is 4x the bytes of its distinct
+frames).
 """
 
-from typing import List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from videonl.models.input_spec import CHANNEL_ORDERS
-
+CHANNEL_ORDERS = ("RGB", "BGR")  # the frames' channel order the model reads (`normalize` reverses for BGR)
 TEST_CROPS = ("3crop", "center", "full")
 FULL_FRAME_MAX_RATIO = (8, 5)  # "full" test views: long side at most 1.6 x the short one, as the official test
 
@@ -121,14 +124,56 @@ class TrainTransform:
         columns = [_nearest(edge * width, resized_width) for edge in (left, left + self.crop_size)]
         return rows[0], columns[0], rows[1] - rows[0], columns[1] - columns[0]
 
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [T, H, W, C] -> [C, T, crop, crop] (channels-last), float (or uint8 without `normalize`)."""
+    def __call__(self, frames: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """uint8 [U, H, W, C] distinct frames, int [T] positions into them (default: all U in order) ->
+        [C, T, crop, crop] (channels-last), float (or uint8 without `normalize`). Each distinct frame is
+        resized once, and the clip gathered from the small resized crops."""
         top, left, height, width = self.crop_box(*frames.shape[1:3])
         clip = resize(frames[:, top:top + height, left:left + width], [self.crop_size, self.crop_size])
+        if positions is not None and not torch.equal(positions, torch.arange(len(clip))):
+            clip = clip.index_select(0, positions.to(clip.device))
         if self.flip and bool(torch.rand(()) < 0.5):
             clip = clip.flip(2)
         clip = to_model_layout(clip)
         return normalize(clip, self.mean, self.std, self.channel_order) if self.normalize else clip
+
+
+@dataclass
+class VideoViews:
+    """A video's views, not yet cut: its distinct frames and where each view lies in them.
+
+    Cutting happens where the model runs: moving this to the GPU moves the distinct frames once, and the views
+    are gathered there as whole pixel rows. View v is clip v // len(windows), window v % len(windows).
+    """
+
+    frames: torch.Tensor  # [U, H, W, C] distinct frames (resized), uint8 or normalised float
+    positions: torch.Tensor  # long [clips, T]: each clip's frames, as indices into `frames`
+    windows: Tuple[Tuple[int, int, int, int], ...]  # (top, left, height, width) of each spatial view
+
+    def __len__(self) -> int:
+        return len(self.positions) * len(self.windows)
+
+    def to(self, device, non_blocking: bool = False) -> "VideoViews":
+        return VideoViews(self.frames.to(device, non_blocking=non_blocking),
+                          self.positions.to(device, non_blocking=non_blocking), self.windows)
+
+    def pin_memory(self) -> "VideoViews":
+        """Page-locked CPU frames, for the DataLoader's pin_memory (frames already on a GPU stay there)."""
+        return self if self.frames.is_cuda else VideoViews(self.frames.pin_memory(), self.positions, self.windows)
+
+    def cut(self, first: int = 0, count: Optional[int] = None) -> torch.Tensor:
+        """Views first .. first + count - 1 (default: all) as [count, C, T, h, w], channels-last, on the frames'
+        device: each gathered once, frame by frame as whole pixel rows, into its place in the output."""
+        count = len(self) - first if count is None else count
+        _, _, height, width = self.windows[0]
+        views = torch.empty((count, self.positions.shape[1], height, width, self.frames.shape[-1]),
+                            dtype=self.frames.dtype, device=self.frames.device)
+        for slot, view in enumerate(range(first, first + count)):
+            clip, window = divmod(view, len(self.windows))
+            top, left, height, width = self.windows[window]
+            torch.index_select(self.frames[:, top:top + height, left:left + width], 0, self.positions[clip],
+                               out=views[slot])
+        return to_model_layout(views)
 
 
 class EvalTransform:
@@ -159,22 +204,15 @@ class EvalTransform:
         corners = crops_along_long_side(height, width, self.crop_size, self.crops_per_clip)
         return [(top, left, self.crop_size, self.crop_size) for top, left in corners]
 
-    def __call__(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """uint8 [U, H, W, C] distinct frames, int [clips, T] -> [clips * crops, C, T, h, w] (channels-last),
-        float (or uint8 without `normalize`).
-
-        Each view is gathered once, frame by frame as whole rows of pixels, from the (resized) distinct frames
-        into its place in the output.
-        """
+    def plan(self, frames: torch.Tensor, positions: torch.Tensor) -> VideoViews:
+        """uint8 [U, H, W, C] distinct frames, int [clips, T] positions into them -> their `VideoViews`: the
+        frames resized (and normalised, with `normalize`) once for all the views."""
         resized = resize(frames, [self.short_side])
-        windows = self.windows(*resized.shape[1:3])
-        _, _, view_height, view_width = windows[0]
-        views = torch.empty((len(positions) * len(windows), positions.shape[1], view_height, view_width,
-                             resized.shape[-1]), dtype=resized.dtype, device=resized.device)
-        positions = positions.to(resized.device)
-        for clip, clip_positions in enumerate(positions):
-            for crop, (top, left, height, width) in enumerate(windows):
-                torch.index_select(resized[:, top:top + height, left:left + width], 0, clip_positions,
-                                   out=views[clip * len(windows) + crop])
-        views = to_model_layout(views)
-        return normalize(views, self.mean, self.std, self.channel_order) if self.normalize else views
+        if self.normalize:
+            resized = normalize(to_model_layout(resized), self.mean, self.std, self.channel_order).movedim(-4, -1)
+        return VideoViews(resized, positions.to(resized.device), tuple(self.windows(*resized.shape[1:3])))
+
+    def __call__(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The views themselves, cut: [clips * crops, C, T, h, w] (channels-last), float (or uint8 without
+        `normalize`)."""
+        return self.plan(frames, positions).cut()

@@ -1,6 +1,6 @@
 """Training checkpoints: everything a resumed run needs to continue as if it had never stopped.
 
-Files are `checkpoints/iter_0000100.pth` under OUTPUT_DIR, written atomically by `weights.save_checkpoint`
+Files are `checkpoints/iter_0000100.pth` under OUTPUT_DIR, written atomically by `checkpoint_format.save_checkpoint`
 (temporary file, fsync, rename), so a kill at any moment leaves the newest complete one in place. Beside
 the model, the input it was trained on and the data's class names (classes.json, when the folder has one),
 they hold the optimiser, the grad scaler, the iteration (which fixes the LR and the sampler's
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from videonl.data.datasets import data_class_names
-from videonl.models.weights import save_checkpoint
+from videonl.engine.checkpoint_format import save_checkpoint
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"iter_(\d+)\.pth$")
@@ -46,7 +46,7 @@ def set_rng_state(state: dict) -> None:
 
 
 class CheckpointManager:
-    """Writes, lists and prunes one run's training checkpoints (`weights.load_checkpoint` reads them)."""
+    """Writes, lists and prunes one run's training checkpoints (`checkpoint_format.load_checkpoint` reads them)."""
 
     def __init__(self, output_dir: str, keep: int = 0):
         self.folder = os.path.join(output_dir, "checkpoints")

@@ -35,8 +35,8 @@ def _solver_problems(cfg) -> List[str]:
                         f"{solver.MAX_ITER})")
     if solver.MAX_ITER <= 0 or solver.REFERENCE_BATCH_SIZE <= 0:
         problems.append("SOLVER.MAX_ITER and SOLVER.REFERENCE_BATCH_SIZE must be positive")
-    if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
-        problems.append(f"TRAIN.MIXED_PRECISION '{cfg.TRAIN.MIXED_PRECISION}' is not one of {', '.join(PRECISIONS)}")
+    if cfg.RUNTIME.PRECISION not in PRECISIONS:
+        problems.append(f"RUNTIME.PRECISION '{cfg.RUNTIME.PRECISION}' is not one of {', '.join(PRECISIONS)}")
     if cfg.TRAIN.REQUIRE_INIT and not cfg.MODEL.INIT:
         problems.append("MODEL.INIT is empty, but this recipe fine-tunes pretrained weights (TRAIN.REQUIRE_INIT): "
                         "add MODEL.INIT path/to/checkpoint.pth (e.g. the model's Kinetics-400 checkpoint)")
@@ -62,14 +62,15 @@ def _model_problems(cfg, training: bool, testing: bool) -> List[str]:
     problems = []
     with torch.device("meta"):
         try:
-            model = build_model(cfg, init=False)
+            model = build_model(cfg)
         except (ValueError, KeyError) as err:
             return [f"the model cannot be built: {err}"]
         for key, size in sizes.items():
             clip = torch.empty(1, cfg.DATA.INPUT_CHANNELS, frames, size, size)
-            for mode in ("train", "eval"):
+            for mode, output in (("train", model), ("eval", model.test_logits)):
                 try:
-                    model.train(mode == "train")(clip)
+                    model.train(mode == "train")
+                    output(clip)
                 except (RuntimeError, ValueError) as err:
                     problems.append(f"DATA.NUM_FRAMES {frames} x {key} {size}: the model cannot run in {mode} mode on "
                                     f"such a clip (temporal/spatial pooling or block grouping): {err}")

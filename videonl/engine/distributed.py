@@ -10,17 +10,11 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from videonl.ranks import rank, world_size  # noqa: F401  (the engine's helpers, shared with the data layer)
+
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def is_main_process() -> bool:

@@ -29,8 +29,9 @@ import torch
 
 from videonl.data.datasets import data_class_names, labels_outside
 from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
+from videonl.data.transforms import VideoViews
 from videonl.engine import distributed, plots
-from videonl.engine.runtime import autocast
+from videonl.engine.runtime import autocast, memory_format
 from videonl.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
@@ -237,18 +238,16 @@ def append_scores(log: TextIO, scores: List[VideoScore]) -> None:
 
 # --------------------------------------------------------------------------------------------- scoring
 
-def view_probabilities(model: torch.nn.Module, views: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
-    """[videos, views, classes] softmax of loader views [videos, views, C, T, H, W], on the CPU.
-
-    The softmax also fits the fully-convolutional test head, whose eval output is the log of its averaged
-    window probabilities: softmax(log p) = p when p sums to 1.
-    """
+def view_probabilities(model: torch.nn.Module, views: List[VideoViews], cfg, device: torch.device) -> torch.Tensor:
+    """[videos, views, classes] softmax of the model's `test_logits` on the views of loader videos
+    (batch["views"]), on the CPU (with the fully-convolutional head, each view's softmax averaged over its
+    windows)."""
     outputs = []
-    for chunk in view_batches(views, cfg, device):
+    for chunk in view_batches(views, cfg, device, memory_format(cfg)):
         with autocast(cfg, device):
-            logits = model(chunk)
+            logits = model.test_logits(chunk)
         outputs.append(logits.float().softmax(dim=-1).cpu())
-    return torch.cat(outputs).view(views.shape[0], views.shape[1], -1)
+    return torch.cat(outputs).view(len(views), len(views[0]), -1)
 
 
 def score_batch(model: torch.nn.Module, batch: dict, records, cfg, device: torch.device) -> List[VideoScore]:

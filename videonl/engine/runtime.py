@@ -1,9 +1,10 @@
-"""How a model runs, the same in training, testing and benchmarks: on which device, in which memory format
-(TRAIN.CHANNELS_LAST), compiled or not (TRAIN.COMPILE), and in which precision (TRAIN.MIXED_PRECISION: one
-autocast context and one grad scaler). Inputs get the memory format in `data.loader.model_input`.
+"""How a model runs, the same in training, testing, prediction and benchmarks (the RUNTIME keys): on which
+device, in which memory format (RUNTIME.CHANNELS_LAST), compiled or not (RUNTIME.COMPILE), and in which
+precision (RUNTIME.PRECISION: one autocast context and one grad scaler). The engine hands the memory format
+to the data layer (`data.loader.model_input`), which reads no RUNTIME key itself.
 
 bf16 needs no scaler; fp16 does. A CPU without native bf16 runs bf16 autocast many times slower than fp32
-(25-100x measured on the development machine), which is why `none` is the default.
+(25-100x measured on the development machine), which is why `fp32` is the default.
 """
 
 import contextlib
@@ -14,16 +15,17 @@ from torch import nn
 
 from videonl.engine.distributed import select_device
 from videonl.models.build import build_model
-from videonl.models.weights import CheckpointError, load_weights
+from videonl.engine.weight_sources import load_weights
+from videonl.models.conversions import CheckpointError
 
-PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# RUNTIME.PRECISION -> autocast dtype (None: no autocast); also the choices of `videonl benchmark model --precision`
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _dtype(cfg):
-    if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
-        raise ValueError(f"TRAIN.MIXED_PRECISION must be one of {', '.join(PRECISIONS)}, "
-                         f"got '{cfg.TRAIN.MIXED_PRECISION}'")
-    return PRECISIONS[cfg.TRAIN.MIXED_PRECISION]
+    if cfg.RUNTIME.PRECISION not in PRECISIONS:
+        raise ValueError(f"RUNTIME.PRECISION must be one of {', '.join(PRECISIONS)}, got '{cfg.RUNTIME.PRECISION}'")
+    return PRECISIONS[cfg.RUNTIME.PRECISION]
 
 
 def autocast(cfg, device: torch.device):
@@ -39,17 +41,22 @@ def grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=_dtype(cfg) is torch.float16)
 
 
+def memory_format(cfg) -> torch.memory_format:
+    """The layout of the model's weights and inputs: channels-last-3d when RUNTIME.CHANNELS_LAST."""
+    return torch.channels_last_3d if cfg.RUNTIME.CHANNELS_LAST else torch.contiguous_format
+
+
 def place_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
-    """`model` moved to `device`, in channels-last-3d when TRAIN.CHANNELS_LAST (in place; returned for chaining)."""
+    """`model` moved to `device`, in the `memory_format` of the config (in place; returned for chaining)."""
     model.to(device)
-    if cfg.TRAIN.CHANNELS_LAST:
-        model.to(memory_format=torch.channels_last_3d)
+    if cfg.RUNTIME.CHANNELS_LAST:
+        model.to(memory_format=memory_format(cfg))
     return model
 
 
 def compiled(model: nn.Module, cfg) -> nn.Module:
-    """torch.compile of `model` when TRAIN.COMPILE, else `model` itself."""
-    return torch.compile(model) if cfg.TRAIN.COMPILE else model
+    """torch.compile of `model` when RUNTIME.COMPILE, else `model` itself."""
+    return torch.compile(model) if cfg.RUNTIME.COMPILE else model
 
 
 def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> nn.Module:
@@ -57,13 +64,13 @@ def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> n
     unless `device` is given), in eval mode; weights that
     do not fit fail by name.
 
-    Any format the evaluation command reads (`weights.load_weights`); of our training checkpoints only the
+    Any format the evaluation command reads (`weight_sources.load_weights`); of our training checkpoints only the
     "model" entry is read, the optimiser state and other entries are ignored. The one way testing,
     prediction, export and analysis load a trained model.
     """
-    model = build_model(cfg, init=False)
+    model = build_model(cfg)
     try:
-        load_weights(model, checkpoint, depth=cfg.RESNET.DEPTH)
+        load_weights(model, checkpoint)
     except CheckpointError as error:
         raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
                               f"with?): {error}") from error

@@ -10,7 +10,9 @@ from torch import nn
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.evaluate import evaluate, format_results
 from videonl.engine.runtime import load_model
-from videonl.models.weights import CheckpointError, cfg_for_weights
+from videonl.engine.setup import prepared_run
+from videonl.engine.weight_sources import cfg_for_weights
+from videonl.models.conversions import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,14 @@ def weights_to_test(cfg) -> str:
                           f"{cfg.OUTPUT_DIR} first")
 
 
-def test(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict:
+def test(cfg) -> dict:
+    """The Python entry for testing alone: the set-up every run shares (`setup.prepared_run`), then
+    `test_model` on the weights `weights_to_test` names; returns the results."""
+    with prepared_run(cfg, training=False, testing=True) as (cfg, device):
+        return test_model(cfg, device)
+
+
+def test_model(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict:
     """Test `trained` (the model this run just trained) or the weights `weights_to_test` names, on the input
     those weights expect (`cfg_for_weights`); results go to OUTPUT_DIR/test/<weights name>/, where an
     interrupted test resumes."""

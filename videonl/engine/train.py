@@ -19,14 +19,17 @@ from torch import nn
 from videonl.data.loader import build_loader, model_input, set_epoch
 from videonl.engine import distributed
 from videonl.engine.checkpoint import CheckpointManager, rng_state, set_rng_state
+from videonl.engine.checkpoint_format import load_checkpoint
 from videonl.engine.evaluate import evaluate, format_results
+from videonl.engine.initialization import initialize
 from videonl.engine.logging import MetricsWriter
 from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling, set_learning_rate
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
-from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
+from videonl.engine.runtime import autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.engine.setup import prepared_run
+from videonl.engine.weight_sources import cfg_for_weights
 from videonl.models.build import build_model
-from videonl.models.weights import cfg_for_weights, initialize, load_checkpoint
 from videonl.progress import Progress, progress
 
 logger = logging.getLogger(__name__)
@@ -38,8 +41,16 @@ class NonFiniteError(RuntimeError):
     loss) the batch's videos. No checkpoint is written after it, so the newest one is the last good state."""
 
 
-def train(cfg, device: torch.device) -> nn.Module:
-    """Train as the config says (resuming when a checkpoint exists) and return the trained model.
+def train(cfg) -> nn.Module:
+    """The Python entry for training alone: the set-up every run shares (`setup.prepared_run`: seeds, checks,
+    decoder choice, logging), then `train_model`; returns the trained model."""
+    with prepared_run(cfg, training=True, testing=False) as (cfg, device):
+        return train_model(cfg, device)
+
+
+def train_model(cfg, device: torch.device) -> nn.Module:
+    """Train as the config says (resuming when a checkpoint exists) and return the trained model; the run is
+    set up already (`train` and `launch` do it).
 
     The data feed MODEL.INIT's weights the input they were trained on, unless the config sets its own.
     """
@@ -58,9 +69,9 @@ def train(cfg, device: torch.device) -> nn.Module:
 
 def training_model(cfg, device: torch.device, initialise: bool) -> nn.Module:
     """The model on `device`, with MODEL.INIT loaded unless a checkpoint will overwrite it anyway."""
-    model = build_model(cfg, init=False)
+    model = build_model(cfg)
     if initialise and cfg.MODEL.INIT:
-        initialize(model, cfg.MODEL.INIT, depth=cfg.RESNET.DEPTH)
+        initialize(model, cfg.MODEL.INIT)
     if cfg.TRAIN.SYNC_BN and distributed.world_size() > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return place_model(model, cfg, device)
@@ -134,7 +145,7 @@ class TrainingLoop:
         cfg = self.cfg
         lr = learning_rate(cfg, iteration, self.global_batch)
         set_learning_rate(self.optimizer, lr)
-        clips = model_input(batch["clip"], cfg, self.device)
+        clips = model_input(batch["clip"], cfg, self.device, memory_format(cfg))
         with autocast(cfg, self.device):
             loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())
@@ -217,4 +228,4 @@ class TrainingLoop:
             self.precise_bn_loader = build_loader(self.cfg, "train")
         batches = training_batches(self.precise_bn_loader, PRECISE_BN_EPOCH + done)
         for batch in itertools.islice(batches, self.cfg.TRAIN.PRECISE_BN_BATCHES):
-            yield model_input(batch["clip"], self.cfg, self.device)
+            yield model_input(batch["clip"], self.cfg, self.device, memory_format(self.cfg))

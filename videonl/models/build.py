@@ -1,4 +1,5 @@
-"""build_model(cfg): the config's backbone, context blocks, head and initial weights."""
+"""build_model(cfg): the config's backbone, context blocks and head, freshly initialised (MODEL.INIT's weights
+are the engine's: `videonl.engine.initialization`)."""
 
 from typing import Tuple
 
@@ -21,8 +22,8 @@ def stage_blocks(cfg) -> Tuple[int, ...]:
     return STAGE_BLOCKS[cfg.RESNET.DEPTH]
 
 
-def build_model(cfg, init: bool = True) -> nn.Module:
-    """The model the config describes; with `init`, MODEL.INIT's weights are loaded into it."""
+def build_model(cfg) -> nn.Module:
+    """The model the config describes, with fresh weights."""
     blocks = stage_blocks(cfg)
     model = VideoResNet(
         blocks=blocks,
@@ -45,8 +46,4 @@ def build_model(cfg, init: bool = True) -> nn.Module:
         input_channels=cfg.DATA.INPUT_CHANNELS,
         zero_init_final_bn=cfg.RESNET.ZERO_INIT_FINAL_BN,
     )
-    if init and cfg.MODEL.INIT:
-        from .weights import initialize
-
-        initialize(model, cfg.MODEL.INIT, depth=cfg.RESNET.DEPTH)
     return model

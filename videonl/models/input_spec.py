@@ -19,10 +19,9 @@ import math
 from typing import Optional, Tuple
 
 from videonl.config import get_cfg
+from videonl.data.transforms import CHANNEL_ORDERS
 
 logger = logging.getLogger(__name__)
-
-CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,12 +84,13 @@ class Bottleneck(nn.Module):
 
 
 class Head(nn.Module):
-    """Global average pool -> dropout -> fc; in eval with `fully_conv`, the paper's fully-convolutional test.
+    """The classifier, with its two outputs named, so that no caller gets one where it meant the other.
 
-    Fully convolutional: average-pool windows of (all frames x `pool` x `pool`) slide with stride 1 over the
-    res5 map, the classifier scores each window, and the softmax is averaged over windows. The output is
-    the log of that average, so a softmax of it gives the averaged probabilities; one window returns its
-    plain logits.
+    `forward`: logits of the whole map, global average pool -> dropout -> fc, in any mode; a loss takes these.
+    `test_logits`: the paper's fully-convolutional test (with `fully_conv`): average-pool windows of (all frames
+    x `pool` x `pool`) slide with stride 1 over the res5 map, the classifier scores each window, and the result
+    is the log of the windows' averaged softmax, so its softmax is that average. One window gives its own
+    logits (the same softmax), so a test over one window equals `forward`; without `fully_conv`, `forward`.
     """
 
     def __init__(self, dim_in, num_classes, dropout=0.5, pool=7, fully_conv=True):
@@ -100,8 +101,11 @@ class Head(nn.Module):
         self.fully_conv = fully_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or not self.fully_conv:
-            return self.fc(self.dropout(x.mean(dim=(2, 3, 4))))
+        return self.fc(self.dropout(x.mean(dim=(2, 3, 4))))
+
+    def test_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fully_conv:
+            return self(x)
         window = (x.shape[2], min(self.pool, x.shape[3]), min(self.pool, x.shape[4]))
         logits = self.fc(F.avg_pool3d(x, window, stride=1).flatten(2).transpose(1, 2))  # [B, windows, classes]
         if logits.shape[1] == 1:
@@ -204,4 +208,21 @@ class VideoResNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits `[B, classes]` of the globally pooled clip (training; a loss takes these)."""
         return self.head(self.features(x))
+
+    def test_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, classes]` of the fully-convolutional test, whose softmax is the view's class probabilities (see
+        `Head`); what testing, prediction and export use."""
+        return self.head.test_logits(self.features(x))
+
+
+class ModelForTest(nn.Module):
+    """A model whose forward is its `test_logits`: the test's computation, for tracing (export, FLOP counts)."""
+
+    def __init__(self, model: VideoResNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.test_logits(x)

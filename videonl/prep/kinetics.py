@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 from videonl.command import run
 from videonl.prep.common import (ClipJob, add_common_arguments, add_encoding_arguments, convert_clip,
-                                 remove_leftovers, report, run_jobs, write_json, write_list)
+                                 encoding_options, remove_leftovers, report, run_jobs, write_json, write_list)
 from videonl.progress import progress
 
 UNLABELLED = -1
@@ -70,7 +70,7 @@ def download(youtube_id: str, raw_dir: Path) -> Optional[Path]:
 
 
 def build_jobs(rows, classes, split, out_dir: Path, raw: Dict[str, Path], short_side: int,
-               gop: int) -> List[ClipJob]:
+               codec_options: dict) -> List[ClipJob]:
     jobs = []
     for row in rows:
         label = row["label"]
@@ -79,7 +79,8 @@ def build_jobs(rows, classes, split, out_dir: Path, raw: Dict[str, Path], short_
             key=clip_name(row), source=raw.get(row["youtube_id"]),
             target=out_dir / split / folder / f"{clip_name(row)}.mp4",
             label=classes[label] if label in classes else UNLABELLED, short_side=short_side,
-            start=float(row["time_start"]), end=float(row["time_end"]), missing_reason="not downloaded", gop=gop))
+            start=float(row["time_start"]), end=float(row["time_end"]), missing_reason="not downloaded",
+            codec_options=codec_options))
     return jobs
 
 
@@ -113,7 +114,8 @@ def main(argv=None) -> dict:
         raise SystemExit("--download needs yt-dlp on the PATH (pip install yt-dlp)")
     raw = index_raw_videos(raw_dir) if raw_dir.is_dir() else {}
     remove_leftovers(args.out_dir / args.split)
-    jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side, args.gop)
+    jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side,
+                      encoding_options(args.gop, args.fast_decode))
     if args.download:
         for job, row in progress(list(zip(jobs, rows)), desc="download", unit="video"):
             if job.source is None and not job.target.exists():

@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 
 from videonl.command import run
 from videonl.prep.common import (ClipJob, Outcome, add_common_arguments, add_encoding_arguments, convert_clip,
-                                 remove_leftovers, report, run_jobs, write_list)
+                                 encoding_options, remove_leftovers, report, run_jobs, write_list)
 
 
 def read_class_index(path: Path) -> Dict[str, int]:
@@ -79,7 +79,8 @@ def main(argv=None) -> Dict[str, dict]:
             entries = read_split(args.splits_dir / list_name, classes)
             jobs = [ClipJob(key=relative, source=files.get(relative.lower()),
                             target=args.out_dir / "videos" / Path(relative).with_suffix(".mp4"),
-                            label=label, short_side=args.short_side, gop=args.gop) for relative, label in entries]
+                            label=label, short_side=args.short_side,
+                            codec_options=encoding_options(args.gop, args.fast_decode)) for relative, label in entries]
             if args.reencode:
                 outcomes = run_jobs(convert_clip, jobs, args.workers, f"ucf101 {kind} split {k}")
             else:
