@@ -226,6 +226,7 @@ def tiny_model_cfg(data_dir):
 
 def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_logits():
     from helpers import randomize_batch_norms
+    from videonl.data.transforms import VideoViews
     from videonl.engine.evaluate import view_probabilities
     from videonl.models import build_model
 
@@ -235,8 +236,10 @@ def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_lo
                          "MODEL.NUM_CLASSES", 5, "MODEL.HEAD_POOL", 1, "TEST.VIEWS_PER_FORWARD", 4])
     model = randomize_batch_norms(build_model(cfg)).eval()
     nn.init.normal_(model.head.fc.weight)  # confident scores: windows that disagree average to another softmax
-    views = torch.randint(0, 256, (2, 3, 3, 4, 64, 64), dtype=torch.uint8)  # res5 2 x 2: four windows a view
-    clips = model_input(views.flatten(0, 1), cfg, torch.device("cpu"), torch.contiguous_format)
+    # two videos of three 4-frame clips, full 64 x 64 frames (res5 2 x 2: four windows a view)
+    views = [VideoViews(torch.randint(0, 256, (12, 64, 64, 3), dtype=torch.uint8), torch.arange(12).view(3, 4),
+                        ((0, 0, 64, 64),)) for _ in range(2)]
+    clips = model_input(torch.cat([video.cut() for video in views]), cfg, torch.device("cpu"), torch.contiguous_format)
     with torch.no_grad():
         scored = view_probabilities(model, views, cfg, torch.device("cpu"))
         windows, pooled = (output.softmax(-1).view(2, 3, 5) for output in (model.test_logits(clips), model(clips)))
