@@ -8,16 +8,18 @@ quarter of the bytes through the loader, and no float work on the CPU).
 
 Only the pixels kept are resized: a training clip is cut from the source frames and then resized (the box that
 resizing first and cropping after would take), and a test video is resized once for all its views. Resizing is
-antialiased bilinear everywhere. A test video's views are not cut in the loader: it hands out `VideoViews`, the
-distinct frames and a plan of the views, and the views are cut where the model runs (a 30-view 32x2 item is
-4x the bytes of its distinct frames).
+antialiased bilinear everywhere, by `torch.nn.functional.interpolate` itself: importing torchvision for its
+`resize` would cost every process that touches the data package about a second (it pulls in torch._dynamo).
+A test video's views are not cut in the loader: it hands out `VideoViews`, the distinct frames and a plan of
+the views, and the views are cut where the model runs (a 30-view 32x2 item is 4x the bytes of its distinct
+frames).
 """
 
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torchvision.transforms.v2.functional as F
+import torch.nn.functional as F
 
 CHANNEL_ORDERS = ("RGB", "BGR")  # the frames' channel order the model reads (`normalize` reverses for BGR)
 TEST_CROPS = ("3crop", "center", "full")
@@ -26,8 +28,20 @@ FULL_FRAME_MAX_RATIO = (8, 5)  # "full" test views: long side at most 1.6 x the 
 
 def resize(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """uint8 [T, H, W, C] resized to `size` ([short side], aspect ratio kept, or [height, width]), antialiased;
-    [T, H', W', C] contiguous. Runs on the channels-last view the frames already are."""
-    resized = F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True)
+    [T, H', W', C] contiguous. Runs on the channels-last view the frames already are.
+
+    The CPU resizes uint8 natively (as torchvision's `resize` does on AVX2 and ARM CPUs); other devices
+    resize in float and round back (as torchvision's does there)."""
+    height, width = frames.shape[1:3]
+    new_size = tuple(size) if len(size) == 2 else resized_size(height, width, size[0])
+    if new_size == (height, width):
+        return frames.contiguous()
+    images = frames.permute(0, 3, 1, 2)
+    native = images.device.type == "cpu"
+    resized = F.interpolate(images if native else images.float(), size=new_size, mode="bilinear",
+                            align_corners=False, antialias=True)
+    if not native:
+        resized = resized.round_().to(frames.dtype)
     return resized.permute(0, 2, 3, 1).contiguous()
 
 
