@@ -12,9 +12,9 @@ import re
 import sys
 from typing import Callable, Optional, Sequence
 
-from .config import ConfigError
-from .data.decode import DecodeError
-from .models.conversions import CheckpointError
+from videonl.config import ConfigError
+from videonl.data.decode import DecodeError
+from videonl.models.conversions import CheckpointError
 
 KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
 INPUT_ERRORS = (CheckpointError, DecodeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,

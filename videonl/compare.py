@@ -15,7 +15,7 @@ import os
 import sys
 from typing import List
 
-from .command import parse_args, run
+from videonl.command import parse_args, run
 
 PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png")
 SCORES = ("top1", "top5", "mean_class_accuracy", "clip_top1")

@@ -17,21 +17,21 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from .command import add_overrides, parse_args, run
-from .config import load_cfg
-from .data.datasets import read_class_names
-from .data.transforms import CHANNEL_ORDERS
-from .engine.checkpoint_format import save_checkpoint
-from .models import build_model
-from .models.conversions import (
+from videonl.command import add_overrides, parse_args, run
+from videonl.config import load_cfg
+from videonl.data.datasets import read_class_names
+from videonl.data.transforms import CHANNEL_ORDERS
+from videonl.engine.checkpoint_format import save_checkpoint
+from videonl.models import build_model
+from videonl.models.conversions import (
     CheckpointError,
     convert_caffe2,
     convert_pytorchvideo,
     load_caffe2_blobs,
     load_pytorchvideo_checkpoint,
 )
-from .models.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
-from .models.loading import load_complete_state_dict
+from videonl.models.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
+from videonl.models.loading import load_complete_state_dict
 
 
 SOURCES = {

@@ -11,11 +11,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .command import add_overrides, parse_args, run
-from .config import load_cfg
-from .flops import flop_analysis
-from .models import build_model
-from .models.resnet3d import Bottleneck, ModelForTest
+from videonl.command import add_overrides, parse_args, run
+from videonl.config import load_cfg
+from videonl.flops import flop_analysis
+from videonl.models import build_model
+from videonl.models.resnet3d import Bottleneck, ModelForTest
 
 
 def _count_params(module: torch.nn.Module) -> int:

@@ -3,8 +3,8 @@
     videonl analyze attention | attention-maps --help
 """
 
-from ..engine.runtime import load_model
-from .maps import Query, render_attention_maps
-from .statistics import attention_statistics, format_table, write_statistics
+from videonl.analyze.maps import Query, render_attention_maps
+from videonl.analyze.statistics import attention_statistics, format_table, write_statistics
+from videonl.engine.runtime import load_model
 
 __all__ = ["Query", "attention_statistics", "format_table", "load_model", "render_attention_maps", "write_statistics"]

@@ -12,14 +12,14 @@ import os
 import sys
 from typing import List
 
-from ..command import add_overrides, parse_args, run
-from ..config import load_cfg
-from ..data.datasets import VideoRecord, read_video_list
-from ..data.loader import list_file
-from ..engine.runtime import load_model
-from ..models.conversions import CheckpointError
-from .maps import parse_query, render_attention_maps
-from .statistics import attention_statistics, format_table, sampling_statement, write_statistics
+from videonl.analyze.maps import parse_query, render_attention_maps
+from videonl.analyze.statistics import attention_statistics, format_table, sampling_statement, write_statistics
+from videonl.command import add_overrides, parse_args, run
+from videonl.config import load_cfg
+from videonl.data.datasets import VideoRecord, read_video_list
+from videonl.data.loader import list_file
+from videonl.engine.runtime import load_model
+from videonl.models.conversions import CheckpointError
 
 DEFAULT_VIDEOS = 32
 

@@ -12,13 +12,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..data.datasets import VideoDataset, VideoRecord
-from ..data.decode import DecodeError
-from ..data.loader import model_input
-from ..engine.runtime import memory_format
-from ..models.context.attention import AttentionBlock, Window
-from ..models.context.non_local import to_windows
-from ..models.registry import registered_name
+from videonl.data.datasets import VideoDataset, VideoRecord
+from videonl.data.decode import DecodeError
+from videonl.data.loader import model_input
+from videonl.engine.runtime import memory_format
+from videonl.models.context.attention import AttentionBlock, Window
+from videonl.models.context.non_local import to_windows
+from videonl.models.registry import registered_name
 
 
 # ------------------------------------------------------------------------------------ model and clip

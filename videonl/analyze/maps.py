@@ -16,8 +16,10 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from matplotlib.figure import Figure
 
-from .common import (Probe, attention_probes, capture_block_io, centred_clip, denormalised_frames, grid_indices,
-                     model_device, select_probes)
+from videonl.analyze.common import (
+    Probe, attention_probes, capture_block_io, centred_clip, denormalised_frames, grid_indices, model_device,
+    select_probes
+)
 
 MAX_COLUMNS = 8
 PANEL_INCHES = 2.2

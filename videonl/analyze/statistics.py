@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..data.decode import DecodeError
-from .common import Probe, attention_probes, capture_block_io, centred_clip, model_device
+from videonl.analyze.common import Probe, attention_probes, capture_block_io, centred_clip, model_device
+from videonl.data.decode import DecodeError
 
 logger = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from typing import Callable, Tuple
 
 from torch import nn
 
-from . import context  # noqa: F401  (registers the package's context blocks)
-from .norm import make_norm
-from .registry import context_factory
-from .resnet3d import STAGE_BLOCKS, VideoResNet
+from videonl.models import context  # noqa: F401  (registers the package's context blocks)
+from videonl.models.norm import make_norm
+from videonl.models.registry import context_factory
+from videonl.models.resnet3d import STAGE_BLOCKS, VideoResNet
 
 
 def stage_blocks(cfg) -> Tuple[int, ...]:

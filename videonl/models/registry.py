@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from ..config import NodeSpec, add_node
+from videonl.config import NodeSpec, add_node
 
 STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_block", "after_conv_c", "after_add", "conv_b")

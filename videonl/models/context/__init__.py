@@ -1,3 +1,3 @@
 """Context blocks (non-local, global context, CGNL, SGE, CoT). Importing this package registers them."""
 
-from . import cgnl, cot, global_context, non_local, sge  # noqa: F401
+from videonl.models.context import cgnl, cot, global_context, non_local, sge  # noqa: F401

@@ -23,8 +23,8 @@ import math
 import torch
 from torch import nn
 
-from ...config import NodeSpec
-from ..registry import Site, register_context_block
+from videonl.config import NodeSpec
+from videonl.models.registry import Site, register_context_block
 
 KERNELS = ("dot_product", "gaussian", "embedded_gaussian")
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config import NodeSpec
-from ..registry import Site, register_context_block
+from videonl.config import NodeSpec
+from videonl.models.registry import Site, register_context_block
 
 SPATIAL_WINDOW = 3
 FUSION_MIN_CHANNELS = 32  # ResNeSt's floor for the split-attention bottleneck

@@ -22,9 +22,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ...config import NodeSpec
-from ..registry import Site, register_context_block
-from .attention import AttentionKind, Window
+from videonl.config import NodeSpec
+from videonl.models.context.attention import AttentionKind, Window
+from videonl.models.registry import Site, register_context_block
 
 POOLINGS = ("attention", "average")
 TRANSFORMS = ("linear", "bottleneck", "excite")

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config import NodeSpec
-from ..norm import learns
-from ..registry import STAGES, Site, register_context_block
-from .attention import AttentionKind, Window
+from videonl.config import NodeSpec
+from videonl.models.context.attention import AttentionKind, Window
+from videonl.models.norm import learns
+from videonl.models.registry import STAGES, Site, register_context_block
 
 INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
 SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")  # whose maps sum to 1 over the keys

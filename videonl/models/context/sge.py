@@ -12,8 +12,8 @@ sigmoid(1) at first, and the attention only acts once the scale has learned.
 import torch
 from torch import nn
 
-from ...config import NodeSpec
-from ..registry import Site, register_context_block
+from videonl.config import NodeSpec
+from videonl.models.registry import Site, register_context_block
 
 SETTINGS = NodeSpec(
     "SGE",

@@ -8,10 +8,10 @@ Each returns (state in our names, source keys no rule used). Our own checkpoint 
 (`videonl.engine.checkpoint_format`); which file MODEL.INIT names and how it loads is `videonl.engine.weight_sources`.
 """
 
-from .caffe2 import convert_caffe2, load_caffe2_blobs
-from .common import CheckpointError, rename_keys
-from .pytorchvideo import convert_pytorchvideo, load_pytorchvideo_checkpoint
-from .torchvision_resnet import imagenet_state_dict, inflate_2d_state_dict
+from videonl.models.conversions.caffe2 import convert_caffe2, load_caffe2_blobs
+from videonl.models.conversions.common import CheckpointError, rename_keys
+from videonl.models.conversions.pytorchvideo import convert_pytorchvideo, load_pytorchvideo_checkpoint
+from videonl.models.conversions.torchvision_resnet import imagenet_state_dict, inflate_2d_state_dict
 
 __all__ = [
     "CheckpointError",

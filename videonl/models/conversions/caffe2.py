@@ -16,7 +16,7 @@ except ImportError:  # numpy < 2
 
 from videonl.models.norm import FrozenBatchNorm3d
 
-from .common import CheckpointError, Rules, describe, rename_keys
+from videonl.models.conversions.common import CheckpointError, Rules, describe, rename_keys
 
 CAFFE2_BN_FIELDS = (("s", "weight"), ("b", "bias"), ("rm", "running_mean"), ("riv", "running_var"))
 

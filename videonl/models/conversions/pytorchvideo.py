@@ -7,7 +7,8 @@ import torch
 
 from videonl.models.registry import STAGES
 
-from .common import CheckpointError, Rules, describe, load_weights_only, per_stage, rename_keys
+from videonl.models.conversions.common import (CheckpointError, Rules, describe, load_weights_only, per_stage,
+                                               rename_keys)
 
 # Inside one stage of blocks.N.res_blocks: branch2 is the residual branch, branch1 the projection shortcut.
 PYTORCHVIDEO_BLOCK_RULES = (

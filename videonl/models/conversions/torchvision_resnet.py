@@ -9,7 +9,7 @@ from videonl.models.inflation import inflate_state_dict
 from videonl.models.registry import STAGES
 from videonl.models.resnet3d import STAGE_BLOCKS
 
-from .common import per_stage, rename_keys
+from videonl.models.conversions.common import per_stage, rename_keys
 
 # layer1..layer4 are res2..res5; conv1/2/3 and bn1/2/3 are a/b/c; downsample is the shortcut projection.
 TORCHVISION_BLOCK_RULES = (
