@@ -22,14 +22,12 @@ $(STAMP): requirements.lock pyproject.toml
 # The real path on the built-in data: raw videos and Kinetics CSVs -> prepared clips and lists -> train and
 # 10-view test of a small NL I3D, then of a C2D -> the attention statistics and one picture -> the table;
 # last, the whole time and this machine's fp32 matmul rate, which says how fast the machine was.
-# The demo's clips are encoded without x264's fastdecode tuning, as its recorded accuracies were measured.
 demo: $(STAMP)
 	@mkdir -p output/demo && date +%s > $(DEMO_STARTED)
 	$(PY) -m videonl.prep.demo --out-dir $(DEMO_SOURCE) --train-per-class 32 --val-per-class 8 --workers $$(nproc)
 	for split in train val; do \
 		$(PY) -m videonl.prep.kinetics --csv $(DEMO_SOURCE)/kinetics_$$split.csv --split $$split \
-			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 --no-fast-decode \
-			--workers $$(nproc) || exit 1; \
+			--raw-dir $(DEMO_SOURCE)/raw --out-dir data/demo --short-side 80 --workers $$(nproc) || exit 1; \
 	done
 	$(PY) train_net.py --cfg configs/demo/nl_i3d.yaml
 	$(PY) train_net.py --cfg configs/demo/c2d.yaml
