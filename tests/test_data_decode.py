@@ -92,6 +92,24 @@ def test_repeated_indices_are_decoded_once_and_returned_in_the_order_asked(video
     assert np.abs(brightness(frames) - np.array([7, 2, 7, 2]) * BRIGHTNESS_STEP).max() < 6
 
 
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_read_leaves_no_file_open(video_dir, backend):
+    """Readers are closed after each read, not left to the garbage collector (a loader reads thousands)."""
+    import gc
+    import os
+
+    usable(backend)
+    decode(video_dir / "plain.mp4", [0], backend, fallback=False)  # the probe and imports, once
+    gc.disable()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            decode(video_dir / "plain.mp4", [3, 9], backend, fallback=False)
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("backend", ["auto"] + DECODING_BACKENDS)
 @pytest.mark.parametrize("name", BAD)
 def test_bad_files_raise_with_path_and_reason(video_dir, name, backend):

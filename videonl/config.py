@@ -192,7 +192,7 @@ class NodeSpec:
     def read(self, cfg: CfgNode) -> CfgNode:
         """The node's values in `cfg`, with values that older configs set under a former key moved over."""
         node = cfg[self.name].clone()
-        defaults = get_cfg()
+        defaults = get_cfg() if self.renamed else None  # built only for a node with a former key (every block reads)
         for key, old in self.renamed.items():
             old_value, old_default = _dotted(cfg, old), _dotted(defaults, old)
             if node[key] == self.keys[key][0] and old_value != old_default:

@@ -30,10 +30,15 @@ from videonl.data.decode import _PyAVVideo
 CPU = torch.device("cpu")
 
 
+def video_info(path: str):
+    with _PyAVVideo(path) as video:
+        return video.info
+
+
 def _windows(paths: List[str], count: int, num_frames: int, rate: int, seed: int = 0) -> List[tuple]:
     """(video, frame indices) of `count` random training windows per video."""
     rng = np.random.default_rng(seed)
-    infos = [_PyAVVideo(path).info for path in paths]
+    infos = [video_info(path) for path in paths]
     return [(i, sampling.random_clip(infos[i], num_frames, rate, rng)) for _ in range(count) for i in range(len(paths))]
 
 
@@ -41,15 +46,15 @@ def frames_decoded(paths: List[str], windows) -> float:
     """Mean frames the decoder puts out per window."""
     counts = []
     for index, window in windows:
-        video = _PyAVVideo(paths[index])
-        video.read(np.unique(window))
-        counts.append(video.decoded)
+        with _PyAVVideo(paths[index]) as video:
+            video.read(np.unique(window))
+            counts.append(video.decoded)
     return float(np.mean(counts))
 
 
 def reference_frames_decoded(paths: List[str], windows) -> float:
     """Mean frames the reference reader decodes per window."""
-    infos = [_PyAVVideo(path).info for path in paths]
+    infos = [video_info(path) for path in paths]
     return float(np.mean([seek_reader.read_clip(paths[i], window, infos[i].num_frames)[1] for i, window in windows]))
 
 
@@ -57,7 +62,8 @@ def _reads(paths: List[str], windows, cpu: List[float]) -> Callable[[], None]:
     def run():
         start = time.process_time()
         for index, window in windows:
-            _PyAVVideo(paths[index]).read(np.unique(window))
+            with _PyAVVideo(paths[index]) as video:
+                video.read(np.unique(window))
         cpu.append(time.process_time() - start)
     return run
 

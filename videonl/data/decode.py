@@ -45,7 +45,20 @@ class VideoInfo:
     fps: float
 
 
-class _DecordVideo:
+class _Video:
+    """An open video: `info`, `read(sorted unique indices)`; a context manager that releases it on exit."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the reader holds open beyond its own lifetime (nothing, unless it says otherwise)."""
+
+
+class _DecordVideo(_Video):
     """decord: frame-accurate random access through its own index of the packets."""
 
     def __init__(self, path: str):
@@ -58,7 +71,7 @@ class _DecordVideo:
         return torch.from_numpy(self._reader.get_batch(indices.tolist()).asnumpy())
 
 
-class _PyAVVideo:
+class _PyAVVideo(_Video):
     """PyAV: seeks to the keyframe at or before the first frame asked for, then decodes up to the last one.
 
     Frame numbers are display order, as the other backends count them. Opening a file reads its packets
@@ -69,9 +82,8 @@ class _PyAVVideo:
     decoded frames instead; so is any read in which a frame asked for does not turn up by its timestamp.
     Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
     frames that are not asked for), and only the frames asked for are converted to RGB; `decoded` counts
-    the frames the decoder has put out, what the reads cost. The file stays open while the object lives: a
-    read seeks in the container whose packets were listed (opening again costs as much as decoding a few
-    frames).
+    the frames the decoder has put out, what the reads cost. The file stays open until `close`: a read
+    seeks in the container whose packets were listed (opening again costs as much as decoding a few frames).
     """
 
     def __init__(self, path: str):
@@ -94,6 +106,9 @@ class _PyAVVideo:
         num_frames = stream.frames or len(packets)
         self.info = VideoInfo(num_frames, float(rate))
         self._frame_times, self._keyframe_times = _packet_timeline(packets, num_frames)
+
+    def close(self) -> None:
+        self._container.close()  # the container and its streams refer to each other: only GC would free them
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         frames = self._read_by_timestamp(indices) if self._frame_times is not None else None
@@ -152,7 +167,7 @@ def _packet_timeline(packets: List[Tuple[Optional[int], bool, bool]],
     return sorted(times), sorted(pts for pts, keyframe, _ in packets if keyframe)
 
 
-class _TorchcodecVideo:
+class _TorchcodecVideo(_Video):
     """torchcodec: exact seek mode scans the file once, then decodes only around the frames asked for."""
 
     device = "cpu"
@@ -178,7 +193,7 @@ class _TorchcodecCudaVideo(_TorchcodecVideo):
         return f"cuda:{torch.cuda.current_device()}"
 
 
-_OPENERS: Dict[str, Callable[[str], object]] = {
+_OPENERS: Dict[str, Callable[[str], _Video]] = {
     "decord": _DecordVideo,
     "pyav": _PyAVVideo,
     "torchcodec": _TorchcodecVideo,
@@ -246,13 +261,13 @@ IndexChoice = Union[Sequence[int], np.ndarray, Callable[[VideoInfo], np.ndarray]
 
 
 def _read_with(backend: str, path: str, choose: IndexChoice) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
-    video = _OPENERS[backend](path)
-    info = video.info
-    if info.num_frames <= 0:
-        raise RuntimeError("no video frames")
-    indices = np.asarray(choose(info) if callable(choose) else choose, dtype=np.int64)
-    unique, inverse = np.unique(np.mod(indices, info.num_frames), return_inverse=True)
-    frames = video.read(unique)
+    with _OPENERS[backend](path) as video:
+        info = video.info
+        if info.num_frames <= 0:
+            raise RuntimeError("no video frames")
+        indices = np.asarray(choose(info) if callable(choose) else choose, dtype=np.int64)
+        unique, inverse = np.unique(np.mod(indices, info.num_frames), return_inverse=True)
+        frames = video.read(unique)
     if frames.shape[0] != len(unique):
         raise RuntimeError(f"asked for {len(unique)} frames, got {frames.shape[0]}")
     return frames, inverse.reshape(indices.shape), info
