@@ -196,8 +196,8 @@ class NodeSpec:
         for key, old in self.renamed.items():
             old_value, old_default = _dotted(cfg, old), _dotted(defaults, old)
             if node[key] == self.keys[key][0] and old_value != old_default:
-                logging.getLogger(__name__).warning("%s %s is read as %s.%s; the key was renamed: set %s.%s instead",
-                                                    old, old_value, self.name, key, self.name, key)
+                logger.warning("%s %s is read as %s.%s; the key was renamed: set %s.%s instead",
+                               old, old_value, self.name, key, self.name, key)
                 node[key] = old_value
         return node
 
