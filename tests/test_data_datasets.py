@@ -9,7 +9,7 @@ from videonl.config import get_cfg, load_cfg
 from videonl.prep.common import encode_h264
 from videonl.data import datasets as datasets_module
 from videonl.data.datasets import VideoDataset, VideoRecord, read_video_list
-from videonl.data.decode import read_frames
+from videonl.data.decode import backend_status, read_frames
 from videonl.data.loader import ShardSampler, TrainSampler, build_dataset, build_loader
 from videonl.data.sampling import uniform_clips
 from videonl.data.transforms import EvalTransform, normalize
@@ -239,6 +239,23 @@ def test_seeded_training_items_do_not_depend_on_the_process_drawing_them(tmp_pat
     assert torch.equal(dataset[(0, 1234)]["clip"], first)
     assert torch.equal(torch.get_rng_state(), state)
     assert not torch.equal(dataset[(0, 4321)]["clip"], first)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav", "torchcodec"])
+def test_a_training_clip_read_as_its_crop_is_the_clip_of_the_whole_frames(video_dir, backend):
+    """The dataset draws the crop before decoding, so the decoder converts the box alone; the clip must be the
+    one the transform would cut from the whole frames with the same random numbers."""
+    if not backend_status(backend)[0]:
+        pytest.skip(f"{backend} is not usable here")
+    dataset = VideoDataset(records(video_dir, ["bframes.mp4", "odd_fps.mp4"]), "train",
+                           small_cfg(**{"DATA.DECODER": backend, "DATA.TRAIN_JITTER_SCALES": [52, 60],
+                                        "DATA.TRAIN_CROP_SIZE": 40, "DATA.RANDOM_FLIP": True}))
+    for index, seed in [(0, 1), (1, 2), (0, 3), (1, 4)]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            frames, positions, _ = read_frames(dataset.records[index].path, dataset.clip_indices, backend)
+            expected = dataset.transform(frames, torch.from_numpy(positions))
+        assert torch.equal(dataset[(index, seed)]["clip"], expected)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -82,9 +82,9 @@ def test_repeated_indices_are_decoded_once_and_returned_in_the_order_asked(video
     asked = []
 
     class Spy(opener):
-        def read(self, indices):
+        def read(self, indices, crop=None):
             asked.append(indices.tolist())
-            return super().read(indices)
+            return super().read(indices, crop)
 
     monkeypatch.setitem(decode_module._OPENERS, backend, Spy)
     frames = decode(video_dir / "plain.mp4", [7, 2, 7, 32], backend, fallback=False)
@@ -129,6 +129,37 @@ def test_a_file_cut_after_its_index_fails_where_frames_are_lost(video_dir, backe
                     fallback=False)
 
 
+def write_colour_noise(path, pix_fmt, num_frames=6, height=48, width=66):
+    """Frames of a random colour per pixel: a box cut one pixel off its chroma samples would show."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for _ in range(num_frames):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("backend", DECODING_BACKENDS)
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuvj420p", "yuv444p"])  # PyAV converts 4:2:0 boxes alone
+def test_a_cropped_read_is_exactly_the_box_of_the_whole_frames(tmp_path, backend, pix_fmt):
+    usable(backend)
+    path = write_colour_noise(tmp_path / f"{pix_fmt}.mp4", pix_fmt)
+    indices = [4, 1, 5, 1]
+    whole, positions, _ = read_frames(path, indices, backend, fallback=False)
+    for box in [(0, 0, 48, 66), (1, 1, 45, 63), (3, 5, 20, 21), (2, 4, 20, 20), (41, 57, 7, 9), (0, 0, 1, 1)]:
+        sizes = []
+        frames, box_positions, _ = read_frames(path, indices, backend, fallback=False,
+                                               crop=lambda height, width: sizes.append((height, width)) or box)
+        top, left, height, width = box
+        assert sizes == [(48, 66)] and np.array_equal(box_positions, positions)
+        assert torch.equal(frames, whole[:, top:top + height, left:left + width]), box
+
+
 def test_empty_and_missing_files_say_so(video_dir):
     for name, reason in [("empty.mp4", "empty file"), ("missing.mp4", "not found")]:
         with pytest.raises(DecodeError, match=reason):
@@ -159,10 +190,10 @@ def test_auto_orders_backends_by_measured_speed(video_dir, monkeypatch):
     opener = decode_module._OPENERS[slow]
 
     class Slow(opener):
-        def read(self, indices):
+        def read(self, indices, crop=None):
             import time
             time.sleep(0.2)
-            return super().read(indices)
+            return super().read(indices, crop)
 
     monkeypatch.setitem(decode_module._OPENERS, slow, Slow)
     decode(video_dir / "plain.mp4", [0, 1], "auto")
@@ -224,7 +255,8 @@ def test_pyav_by_timestamp_reads_exactly_what_counting_from_the_start_reads(vide
     for indices in random_index_sets(video.info.num_frames):
         by_timestamp = video._read_by_timestamp(indices)
         assert by_timestamp is not None, f"{name}: frames {indices} not found by their timestamps"
-        assert all(np.array_equal(a, b) for a, b in zip(by_timestamp, video._read_counting(indices)))
+        assert torch.equal(decode_module._rgb(by_timestamp, None),
+                           decode_module._rgb(video._read_counting(indices), None))
 
 
 def test_pyav_seeks_to_the_keyframe_before_the_window_and_agrees_with_decord(tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def _train_windows(dataset: VideoDataset, keys, infos) -> List[Tuple[int, np.nda
     windows = []
     for index, seed in keys:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             windows.append((index, dataset.clip_indices(infos[index])))
     return windows
 

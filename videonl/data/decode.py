@@ -21,10 +21,13 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import av
 
 BACKEND_NAMES = ("decord", "pyav", "torchcodec")
 logger = logging.getLogger(__name__)
@@ -45,8 +48,15 @@ class VideoInfo:
     fps: float
 
 
+Box = Tuple[int, int, int, int]  # (top, left, height, width) of a region of a frame, in pixels
+CropChoice = Callable[[int, int], Box]  # (frame height, frame width) -> the box to read
+
+
 class _Video:
-    """An open video: `info`, `read(sorted unique indices)`; a context manager that releases it on exit."""
+    """An open video: `info`, `read(sorted unique indices, crop)`; a context manager that releases it on exit.
+
+    A backend implements `_read` (whole frames); one that can convert less than a whole frame overrides `read`.
+    """
 
     def __enter__(self):
         return self
@@ -56,6 +66,18 @@ class _Video:
 
     def close(self) -> None:
         """Release what the reader holds open beyond its own lifetime (nothing, unless it says otherwise)."""
+
+    def read(self, indices: np.ndarray, crop: Optional[CropChoice] = None) -> torch.Tensor:
+        """uint8 [U, H, W, C] frames at sorted unique `indices`; with `crop`, only the box it picks for the
+        frames' size (a view of the whole frames here)."""
+        frames = self._read(indices)
+        if crop is None:
+            return frames
+        top, left, height, width = crop(*frames.shape[1:3])
+        return frames[:, top:top + height, left:left + width]
+
+    def _read(self, indices: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class _DecordVideo(_Video):
@@ -67,7 +89,7 @@ class _DecordVideo(_Video):
         self._reader = decord.VideoReader(path, ctx=decord.cpu(0))
         self.info = VideoInfo(len(self._reader), float(self._reader.get_avg_fps()))
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
+    def _read(self, indices: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self._reader.get_batch(indices.tolist()).asnumpy())
 
 
@@ -81,8 +103,9 @@ class _PyAVVideo(_Video):
     container marks as discarded, or another count than the header's) is read from its first frame, counting
     decoded frames instead; so is any read in which a frame asked for does not turn up by its timestamp.
     Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
-    frames that are not asked for), and only the frames asked for are converted to RGB; `decoded` counts
-    the frames the decoder has put out, what the reads cost. The file stays open until `close`: a read
+    frames that are not asked for), and only the frames asked for are converted to RGB, each only inside
+    the box a `crop` picks (see `_rgb`); `decoded` counts the frames the decoder has put out, what the reads
+    cost. The file stays open until `close`: a read
     seeks in the container whose packets were listed (opening again costs as much as decoding a few frames).
     """
 
@@ -110,16 +133,17 @@ class _PyAVVideo(_Video):
     def close(self) -> None:
         self._container.close()  # the container and its streams refer to each other: only GC would free them
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
+    def read(self, indices: np.ndarray, crop: Optional[CropChoice] = None) -> torch.Tensor:
         frames = self._read_by_timestamp(indices) if self._frame_times is not None else None
         if frames is None:
             frames = self._read_counting(indices)
-        return torch.from_numpy(np.stack(frames))
+        return _rgb(frames, crop)
 
-    def _read_by_timestamp(self, indices: np.ndarray) -> Optional[List[np.ndarray]]:
-        """The frames at sorted `indices`, read from the keyframe before the first; None if one is missing."""
+    def _read_by_timestamp(self, indices: np.ndarray) -> Optional[List["av.VideoFrame"]]:
+        """The decoded frames at sorted `indices`, read from the keyframe before the first; None if one is
+        missing."""
         wanted = {self._frame_times[i]: n for n, i in enumerate(indices.tolist())}
-        frames: List[np.ndarray] = [None] * len(indices)
+        frames: List["av.VideoFrame"] = [None] * len(indices)
         keyframe = bisect.bisect_right(self._keyframe_times, self._frame_times[int(indices[0])]) - 1
         found = 0
         stream = self._container.streams.video[0]
@@ -129,31 +153,72 @@ class _PyAVVideo(_Video):
             for frame in stream.codec_context.decode(packet):
                 self.decoded += 1
                 if frame.pts in wanted and frames[wanted[frame.pts]] is None:
-                    frames[wanted[frame.pts]] = frame.to_ndarray(format="rgb24")
+                    frames[wanted[frame.pts]] = frame
                     found += 1
             if found == len(indices):
                 return frames
         return None
 
-    def _read_counting(self, indices: np.ndarray) -> List[np.ndarray]:
+    def _read_counting(self, indices: np.ndarray) -> List["av.VideoFrame"]:
         """Decode from the first frame, numbering frames as they come out, up to the last index asked for."""
         import av
 
         wanted = {int(i): n for n, i in enumerate(indices)}
-        frames: List[np.ndarray] = [None] * len(indices)
+        frames: List["av.VideoFrame"] = [None] * len(indices)
         last = int(indices.max())
         with av.open(self._path) as container:
             container.streams.video[0].thread_type = "AUTO"
             for position, frame in enumerate(container.decode(video=0)):
                 self.decoded += 1
                 if position in wanted:
-                    frames[wanted[position]] = frame.to_ndarray(format="rgb24")
+                    frames[wanted[position]] = frame
                 if position == last:
                     break
         missing = [int(i) for i, f in zip(indices, frames) if f is None]
         if missing:
             raise RuntimeError(f"stream ended before frame {missing[0]} (header says {self.info.num_frames})")
         return frames
+
+
+_HALVED_CHROMA = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0: one chroma sample per 2 x 2 pixels, from even ones
+
+
+def _rgb(frames: List["av.VideoFrame"], crop: Optional[CropChoice]) -> torch.Tensor:
+    """uint8 RGB [U, h, w, 3] of decoded frames, whole or inside the box `crop` picks for their size.
+
+    A 4:2:0 frame (what H.264 nearly always holds) converts only the box, widened to even rows and columns,
+    where its chroma samples begin: pixel for pixel what converting the whole frame and cutting the box gives,
+    for the work of the box alone. Other formats convert whole frames. Frames go straight into the output.
+    """
+    height, width = frames[0].height, frames[0].width
+    top, left, box_height, box_width = crop(height, width) if crop else (0, 0, height, width)
+    out = torch.empty((len(frames), box_height, box_width, 3), dtype=torch.uint8)
+    whole = (box_height, box_width) == (height, width) or frames[0].format.name not in _HALVED_CHROMA
+    even_top, even_left = top - top % 2, left - left % 2
+    bottom, right = top + box_height, left + box_width
+    even_bottom, even_right = min(bottom + bottom % 2, height), min(right + right % 2, width)
+    for frame, slot in zip(frames, out.numpy()):
+        if whole:
+            rgb, (row, column) = frame.to_ndarray(format="rgb24"), (top, left)
+        else:
+            rgb = _cut_420(frame, even_top, even_left, even_bottom - even_top, even_right - even_left)
+            rgb, (row, column) = rgb.to_ndarray(format="rgb24"), (top - even_top, left - even_left)
+        slot[...] = rgb[row:row + box_height, column:column + box_width]
+    return out
+
+
+def _cut_420(frame: "av.VideoFrame", top: int, left: int, height: int, width: int) -> "av.VideoFrame":
+    """A new 4:2:0 frame of `frame`'s pixels from even `top`, `left`: its planes' rows and columns copied."""
+    import av
+
+    box = av.VideoFrame(width, height, frame.format.name)
+    for source, target, step in zip(frame.planes, box.planes, (1, 2, 2)):
+        rows, columns = -(-height // step), -(-width // step)
+        source_rows = np.frombuffer(source, np.uint8).reshape(-1, source.line_size)
+        target_rows = np.frombuffer(target, np.uint8).reshape(-1, target.line_size)
+        target_rows[:rows, :columns] = source_rows[top // step:top // step + rows, left // step:left // step + columns]
+    box.colorspace, box.color_range = frame.colorspace, frame.color_range
+    return box
 
 
 def _packet_timeline(packets: List[Tuple[Optional[int], bool, bool]],
@@ -180,7 +245,7 @@ class _TorchcodecVideo(_Video):
         fps = metadata.average_fps_from_header or metadata.average_fps or 0  # header: what the others report
         self.info = VideoInfo(int(metadata.num_frames), float(fps))
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
+    def _read(self, indices: np.ndarray) -> torch.Tensor:
         return self._decoder.get_frames_at(indices=indices.tolist()).data
 
 
@@ -260,14 +325,15 @@ def available_backends() -> List[str]:
 IndexChoice = Union[Sequence[int], np.ndarray, Callable[[VideoInfo], np.ndarray]]
 
 
-def _read_with(backend: str, path: str, choose: IndexChoice) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
+def _read_with(backend: str, path: str, choose: IndexChoice,
+               crop: Optional[CropChoice] = None) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
     with _OPENERS[backend](path) as video:
         info = video.info
         if info.num_frames <= 0:
             raise RuntimeError("no video frames")
         indices = np.asarray(choose(info) if callable(choose) else choose, dtype=np.int64)
         unique, inverse = np.unique(np.mod(indices, info.num_frames), return_inverse=True)
-        frames = video.read(unique)
+        frames = video.read(unique, crop)
     if frames.shape[0] != len(unique):
         raise RuntimeError(f"asked for {len(unique)} frames, got {frames.shape[0]}")
     return frames, inverse.reshape(indices.shape), info
@@ -276,20 +342,20 @@ def _read_with(backend: str, path: str, choose: IndexChoice) -> Tuple[torch.Tens
 _AUTO_ORDER: List[str] = []
 
 
-def _measure_auto_order(path: str, choose: IndexChoice) -> None:
+def _measure_auto_order(path: str, choose: IndexChoice, crop: Optional[CropChoice]) -> None:
     """Order the available backends fastest first, timed on this file; kept once a backend has read it.
 
     Each backend reads the file once untimed first, so one-off start-up costs do not decide the order. The
-    timing reads run on a forked torch RNG: a `choose` that draws a random window (training) must draw the
-    same one for the real read as it would in a process whose order is already known.
+    timing reads run on a forked torch RNG: a `choose` or `crop` that draws a random window or box (training)
+    must draw the same one for the real read as it would in a process whose order is already known.
     """
     timings = {}
     for backend in available_backends():
         try:
             with torch.random.fork_rng(devices=[]):
-                _read_with(backend, path, choose)
+                _read_with(backend, path, choose, crop)
                 start = time.perf_counter()
-                _read_with(backend, path, choose)
+                _read_with(backend, path, choose, crop)
                 timings[backend] = time.perf_counter() - start
         except Exception:
             timings[backend] = float("inf")
@@ -324,12 +390,15 @@ def _on_this_machine(backend: str, fallback: bool) -> str:
 _CPU_INSTEAD = set()
 
 
-def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
-                fallback: bool = True) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
+def read_frames(path: str, choose: IndexChoice, backend: str = "auto", fallback: bool = True,
+                crop: Optional[CropChoice] = None) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
     """Decode each distinct frame once: (frames [U, H, W, C] uint8, positions into them, video info).
 
     `choose` is the frame indices, or a function of the video's `VideoInfo` that returns them (any shape;
     the positions come back in that shape), so the sampler sees the frame count of the backend that reads.
+    `crop`, a function of the frames' (height, width), picks the one box of every frame that is wanted (a
+    training crop, drawn after `choose`): the frames come back as that box, and a backend that can convert
+    less than a whole frame to RGB converts only the box.
     Raises `DecodeError` naming the file and every backend's reason when no backend can read it; without
     `fallback` only the backend asked for is tried (to check or compare one backend).
     """
@@ -341,12 +410,12 @@ def read_frames(path: str, choose: IndexChoice, backend: str = "auto",
     if os.path.getsize(path) == 0:
         raise DecodeError(path, "empty file (0 bytes)")
     if backend == "auto" and not _AUTO_ORDER:
-        _measure_auto_order(path, choose)
+        _measure_auto_order(path, choose, crop)
         order = backend_order(backend)
     reasons = []
     for name in order:
         try:
-            frames, positions, info = _read_with(name, path, choose)
+            frames, positions, info = _read_with(name, path, choose, crop)
         except Exception as err:
             reasons.append(f"{name}: {_first_line(err)}")
             continue

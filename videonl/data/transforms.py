@@ -7,7 +7,8 @@ They are normalised float or, with `normalize=False`, still uint8 so that `norma
 quarter of the bytes through the loader, and no float work on the CPU).
 
 Only the pixels kept are resized: a training clip is cut from the source frames and then resized (the box that
-resizing first and cropping after would take), and a test video is resized once for all its views. Resizing is
+resizing first and cropping after would take; the dataset draws it before decoding, so that the decoder
+converts only that box), and a test video is resized once for all its views. Resizing is
 antialiased bilinear everywhere, by `torch.nn.functional.interpolate` itself: importing torchvision for its
 `resize` would cost every process that touches the data package about a second (it pulls in torch._dynamo).
 A test video's views are not cut in the loader: it hands out `VideoViews`, the distinct frames and a plan of
@@ -126,10 +127,14 @@ class TrainTransform:
 
     def __call__(self, frames: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """uint8 [U, H, W, C] distinct frames, int [T] positions into them (default: all U in order) ->
-        [C, T, crop, crop] (channels-last), float (or uint8 without `normalize`). Each distinct frame is
-        resized once, and the clip gathered from the small resized crops."""
+        [C, T, crop, crop] (channels-last), float (or uint8 without `normalize`)."""
         top, left, height, width = self.crop_box(*frames.shape[1:3])
-        clip = resize(frames[:, top:top + height, left:left + width], [self.crop_size, self.crop_size])
+        return self.from_boxes(frames[:, top:top + height, left:left + width], positions)
+
+    def from_boxes(self, boxes: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The clip from the distinct frames' `crop_box` alone (what a decoder given `crop_box` reads): each box
+        resized once, the clip gathered from the small resized boxes, flipped, normalised."""
+        clip = resize(boxes, [self.crop_size, self.crop_size])
         if positions is not None and not torch.equal(positions, torch.arange(len(clip))):
             clip = clip.index_select(0, positions.to(clip.device))
         if self.flip and bool(torch.rand(()) < 0.5):
