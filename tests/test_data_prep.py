@@ -256,6 +256,32 @@ def test_demo_classes_differ_by_their_motion(seed):
         assert abs(x[-1] - x[0]) < 1 and abs(area[-1] - area[0]) < 0.2 * area[0]
 
 
+def principal_axis(frames):
+    """Angle (radians, y down) of the shape's long axis in each frame, and how elongated it is (the ratio of its
+    second moments: 1 for a regular polygon, whose axis is undefined)."""
+    mask = np.abs(frames.astype(int) - frames[:, :1, :1].astype(int)).sum(-1) > 60
+    ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]
+    axes, elongation = [], []
+    for m in mask:
+        x, y = xs[m] - xs[m].mean(), ys[m] - ys[m].mean()
+        moments = np.array([[np.mean(x * x), np.mean(x * y)], [np.mean(x * y), np.mean(y * y)]])
+        values, vectors = np.linalg.eigh(moments)
+        axes.append(np.arctan2(vectors[1, 1], vectors[0, 1]))
+        elongation.append(values[1] / values[0])
+    return np.array(axes), np.array(elongation)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_demo_shape_turning_one_way_never_looks_like_turning_the_other(seed):
+    """The shapes have a long axis, and between the frames a demo clip samples (every 5th at 15 fps) it turns by
+    well under 90 degrees: the direction of the turn is never ambiguous, as it is for a square turning 45."""
+    for name, sign in (("rotating clockwise", 1), ("rotating counterclockwise", -1)):
+        axes, elongation = principal_axis(demo.render(name, seed, 96, 96, 60, 15)[::5])
+        turns = np.angle(np.exp(2j * np.diff(axes))) / 2  # the axis is a line: its angle is modulo 180 degrees
+        assert elongation.min() > 1.5
+        assert np.all(sign * turns > np.radians(10)) and np.all(np.abs(turns) < np.radians(60)), np.degrees(turns)
+
+
 def test_demo_runs_the_kinetics_path_end_to_end(tmp_path):
     source = tmp_path / "demo_source"
     demo.main(["--out-dir", str(source), "--train-per-class", "1", "--val-per-class", "1", "--size", "32",

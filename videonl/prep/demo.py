@@ -45,12 +45,16 @@ SHAPE_COLOURS = np.array([[235, 60, 60], [70, 210, 90], [90, 140, 250], [245, 21
 CLIP_START = 1  # seconds of the raw video before the annotated window, as in Kinetics' trimmed clips
 
 
-def polygon_mask(height: int, width: int, centre, radius: float, sides: int, angle: float) -> np.ndarray:
-    """Boolean [height, width] mask of a regular convex polygon (y axis pointing down)."""
+def polygon_mask(height: int, width: int, centre, radius: float, sides: int, angle: float,
+                 aspect: float = 1.0) -> np.ndarray:
+    """Boolean [height, width] mask of a convex polygon (y axis pointing down): a regular one squashed across
+    to `aspect` of its width, then turned by `angle`."""
     ys, xs = np.mgrid[0:height, 0:width] + 0.5
     inside = np.ones((height, width), bool)
-    corners = [(centre[0] + radius * np.cos(angle + 2 * np.pi * k / sides),
-                centre[1] + radius * np.sin(angle + 2 * np.pi * k / sides)) for k in range(sides)]
+    corner_angles = 2 * np.pi * np.arange(sides) / sides
+    along, across = radius * np.cos(corner_angles), aspect * radius * np.sin(corner_angles)
+    corners = [(centre[0] + a * np.cos(angle) - b * np.sin(angle), centre[1] + a * np.sin(angle) + b * np.cos(angle))
+               for a, b in zip(along, across)]
     for (x0, y0), (x1, y1) in zip(corners, corners[1:] + corners[:1]):
         inside &= (x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0) >= 0
     return inside
@@ -66,8 +70,9 @@ def render(class_name: str, seed: int, height: int, width: int, num_frames: int,
     colour = SHAPE_COLOURS[rng.integers(len(SHAPE_COLOURS))]
     sides = int(rng.integers(3, 5))
     speed = size * rng.uniform(0.12, 0.16) / fps  # pixels per frame: the shape crosses about half the frame
-    # Radians per frame: a triangle or square sampled every 4th or 5th frame turns by a clear angle, yet by
-    # less than half its symmetry angle (45 degrees for a square), so the direction of turn stays visible.
+    # Radians per frame: a shape sampled every 4th or 5th frame turns by 24-42 degrees, a clear angle, and far
+    # less than half its symmetry angle: the shapes are squashed across (below), so a square is a rhombus
+    # (symmetric under 180 degrees, not 90) and a triangle has no symmetry, and no turn looks like the opposite one.
     turn = spin * rng.uniform(0.4, 0.7) * np.pi / fps
     scale_rate = np.exp(growth * rng.uniform(0.15, 0.25) / fps)
     radius = size * rng.uniform(0.11, 0.16) / (scale_rate ** num_frames if growth < 0 else 1)
@@ -77,10 +82,11 @@ def render(class_name: str, seed: int, height: int, width: int, num_frames: int,
     high = frame_size - largest - np.maximum(travel, 0)
     centre = rng.uniform(np.minimum(low, high), np.maximum(low, high))
     angle = rng.uniform(0, 2 * np.pi)
+    aspect = rng.uniform(0.5, 0.65)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     for t in range(num_frames):
         mask = polygon_mask(height, width, centre + speed * t * np.array([dx, dy]), radius * scale_rate ** t,
-                            sides, angle + turn * t)
+                            sides, angle + turn * t, aspect)
         frames[t] = np.where(mask[..., None], colour, background)
     noise = rng.integers(-6, 7, frames.shape, dtype=np.int16)  # texture, so the encoder has real work
     return np.clip(frames + noise, 0, 255).astype(np.uint8)
