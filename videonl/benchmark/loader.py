@@ -4,8 +4,9 @@ For the videos of a list (the config's test list, --list FILE, or --samples: sci
 videos prepared like Kinetics, with --gop and --fast-decode) and each backend (no fallback, so each is timed
 alone):
   floor        decode every frame of each video once, nothing else: the least any loader must spend
-  train        training items (random window, scale jitter, crop, flip) through a DataLoader
-  train decode the same windows decoded, nothing else
+  train        training items (random window, scale jitter, crop, flip) through a DataLoader, in batches
+  train item   the same items one by one, decode + transforms alone (no batch is collated)
+  train decode the same windows decoded (whole frames), nothing else
   test 10      whole videos as 10 full-frame views (the paper's test), one decode per video; the loader hands
                out the distinct frames and the views' plan (the views are cut where the model runs)
   test 30      the same with 30 views (10 clips x 3 crops, the official test)
@@ -44,7 +45,8 @@ from videonl.prep.common import DEFAULT_FAST_DECODE, DEFAULT_GOP
 
 CPU = torch.device("cpu")
 TEST_ROWS = {"test 10": "full", "test 30": "3crop"}  # row -> TEST.CROP
-REFERENCE_ROW = {"train": "train", "train decode": "train", "test 10": "test 10", "test 30": "test 30"}
+REFERENCE_ROW = {"train": "train", "train item": "train", "train decode": "train", "test 10": "test 10",
+                 "test 30": "test 30"}
 
 
 def _dataset(cfg, mode: str, backend: str, records, **overrides) -> VideoDataset:
@@ -61,6 +63,13 @@ def _drain(dataset, keys, collate, batch_size: int, workers: int) -> Callable[[]
     def run():
         for _ in DataLoader(dataset, batch_size=batch_size, sampler=keys, num_workers=workers, collate_fn=collate):
             pass
+    return run
+
+
+def _items(dataset, keys) -> Callable[[], None]:
+    def run():
+        for key in keys:
+            dataset[key]
     return run
 
 
@@ -126,6 +135,7 @@ def backend_cases(cfg, backend: str, records, infos, train_keys, workers: int,
     train = _dataset(cfg, "train", backend, records)
     cases = {"floor": _floor(records, backend),
              "train": _drain(train, train_keys, collate_train, cfg.DATALOADER.TRAIN_BATCH_SIZE, workers),
+             "train item": _items(train, train_keys),
              "train decode": _reads(records, backend, _train_windows(train, train_keys, infos))}
     for row, crop in TEST_ROWS.items():
         test = _dataset(cfg, "test", backend, records, **{"TEST.CROP": crop})
@@ -201,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         cases.update({(backend, name): run for name, run in
                       backend_cases(cfg, backend, records, infos, train_keys, workers, args.separate).items()})
     seconds = measure_cases(cases, args.repeat)
-    items = {"floor": len(records), "train": len(train_keys), "train decode": len(train_keys),
+    items = {"floor": len(records), "train": len(train_keys), "train item": len(train_keys),
+             "train decode": len(train_keys),
              "test 10": len(records), "test 30": len(records), "test decode": len(records), "30 separate": len(records)}
     by_reader = {}
     for (reader, name), value in seconds.items():

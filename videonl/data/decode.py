@@ -105,7 +105,9 @@ class _PyAVVideo(_Video):
     Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
     frames that are not asked for), and only the frames asked for are converted to RGB, each only inside
     the box a `crop` picks (see `_rgb`); `decoded` counts the frames the decoder has put out, what the reads
-    cost. The file stays open until `close`: a read
+    cost. Frames are decoded without FFmpeg's frame threads: a loader's parallelism is its worker processes,
+    and frame threads, which must run ahead of the last frame wanted, cost 1.4-1.5x the CPU per training
+    window on two cores for no gain in wall time (BENCHMARKS.md). The file stays open until `close`: a read
     seeks in the container whose packets were listed (opening again costs as much as decoding a few frames).
     """
 
@@ -119,7 +121,6 @@ class _PyAVVideo(_Video):
             if not self._container.streams.video:
                 raise RuntimeError("no video stream")
             stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate or 0
             packets = [(packet.pts, packet.is_keyframe, packet.is_discard)
                        for packet in self._container.demux(stream) if packet.size]
@@ -167,7 +168,6 @@ class _PyAVVideo(_Video):
         frames: List["av.VideoFrame"] = [None] * len(indices)
         last = int(indices.max())
         with av.open(self._path) as container:
-            container.streams.video[0].thread_type = "AUTO"
             for position, frame in enumerate(container.decode(video=0)):
                 self.decoded += 1
                 if position in wanted:
