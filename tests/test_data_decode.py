@@ -253,10 +253,10 @@ def random_index_sets(num_frames, count=12, size=4):
 def test_pyav_by_timestamp_reads_exactly_what_counting_from_the_start_reads(video_dir, name):
     video = decode_module._PyAVVideo(str(video_dir / name))
     for indices in random_index_sets(video.info.num_frames):
-        by_timestamp = video._read_by_timestamp(indices)
-        assert by_timestamp is not None, f"{name}: frames {indices} not found by their timestamps"
-        assert torch.equal(decode_module._rgb(by_timestamp, None),
-                           decode_module._rgb(video._read_counting(indices), None))
+        by_timestamp, counting = (decode_module._RGBFrames(len(indices), None) for _ in range(2))
+        assert video._read_by_timestamp(indices, by_timestamp), f"{name}: frames {indices} not found by timestamp"
+        video._read_counting(indices, counting)
+        assert torch.equal(by_timestamp.out, counting.out)
 
 
 def test_pyav_seeks_to_the_keyframe_before_the_window_and_agrees_with_decord(tmp_path, monkeypatch):

@@ -104,7 +104,7 @@ class _PyAVVideo(_Video):
     decoded frames instead; so is any read in which a frame asked for does not turn up by its timestamp.
     Only the frames asked for and the frames they depend on are decoded (the decoder skips non-reference
     frames that are not asked for), and only the frames asked for are converted to RGB, each only inside
-    the box a `crop` picks (see `_rgb`); `decoded` counts the frames the decoder has put out, what the reads
+    the box a `crop` picks (see `_RGBFrames`); `decoded` counts the frames the decoder has put out, what the reads
     cost. Frames are decoded without FFmpeg's frame threads: a loader's parallelism is its worker processes,
     and frame threads, which must run ahead of the last frame wanted, cost 1.4-1.5x the CPU per training
     window on two cores for no gain in wall time (BENCHMARKS.md). The file stays open until `close`: a read
@@ -135,76 +135,85 @@ class _PyAVVideo(_Video):
         self._container.close()  # the container and its streams refer to each other: only GC would free them
 
     def read(self, indices: np.ndarray, crop: Optional[CropChoice] = None) -> torch.Tensor:
-        frames = self._read_by_timestamp(indices) if self._frame_times is not None else None
-        if frames is None:
-            frames = self._read_counting(indices)
-        return _rgb(frames, crop)
+        frames = _RGBFrames(len(indices), crop)
+        if self._frame_times is None or not self._read_by_timestamp(indices, frames):
+            self._read_counting(indices, frames)
+        return frames.out
 
-    def _read_by_timestamp(self, indices: np.ndarray) -> Optional[List["av.VideoFrame"]]:
-        """The decoded frames at sorted `indices`, read from the keyframe before the first; None if one is
-        missing."""
+    def _read_by_timestamp(self, indices: np.ndarray, frames: "_RGBFrames") -> bool:
+        """Put the frames at sorted `indices` into `frames`, read from the keyframe before the first; False if
+        one is missing."""
         wanted = {self._frame_times[i]: n for n, i in enumerate(indices.tolist())}
-        frames: List["av.VideoFrame"] = [None] * len(indices)
         keyframe = bisect.bisect_right(self._keyframe_times, self._frame_times[int(indices[0])]) - 1
-        found = 0
+        found = set()
         stream = self._container.streams.video[0]
         self._container.seek(self._keyframe_times[keyframe], stream=stream)  # also back from the end of the listing
         for packet in self._container.demux(stream):
             stream.codec_context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
             for frame in stream.codec_context.decode(packet):
                 self.decoded += 1
-                if frame.pts in wanted and frames[wanted[frame.pts]] is None:
-                    frames[wanted[frame.pts]] = frame
-                    found += 1
-            if found == len(indices):
-                return frames
-        return None
+                if frame.pts in wanted and frame.pts not in found:
+                    frames.put(wanted[frame.pts], frame)
+                    found.add(frame.pts)
+            if len(found) == len(indices):
+                return True
+        return False
 
-    def _read_counting(self, indices: np.ndarray) -> List["av.VideoFrame"]:
+    def _read_counting(self, indices: np.ndarray, frames: "_RGBFrames") -> None:
         """Decode from the first frame, numbering frames as they come out, up to the last index asked for."""
         import av
 
         wanted = {int(i): n for n, i in enumerate(indices)}
-        frames: List["av.VideoFrame"] = [None] * len(indices)
         last = int(indices.max())
         with av.open(self._path) as container:
             for position, frame in enumerate(container.decode(video=0)):
                 self.decoded += 1
                 if position in wanted:
-                    frames[wanted[position]] = frame
+                    frames.put(wanted.pop(position), frame)
                 if position == last:
                     break
-        missing = [int(i) for i, f in zip(indices, frames) if f is None]
-        if missing:
-            raise RuntimeError(f"stream ended before frame {missing[0]} (header says {self.info.num_frames})")
-        return frames
+        if wanted:
+            raise RuntimeError(f"stream ended before frame {min(wanted)} (header says {self.info.num_frames})")
 
 
 _HALVED_CHROMA = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0: one chroma sample per 2 x 2 pixels, from even ones
 
 
-def _rgb(frames: List["av.VideoFrame"], crop: Optional[CropChoice]) -> torch.Tensor:
-    """uint8 RGB [U, h, w, 3] of decoded frames, whole or inside the box `crop` picks for their size.
+class _RGBFrames:
+    """uint8 RGB frames [count, h, w, 3] (`out`), filled as the decoder puts each out (converted while still in
+    the cache, so the decoder can reuse its buffer): whole, or inside the box `crop` picks for their size.
 
     A 4:2:0 frame (what H.264 nearly always holds) converts only the box, widened to even rows and columns,
     where its chroma samples begin: pixel for pixel what converting the whole frame and cutting the box gives,
-    for the work of the box alone. Other formats convert whole frames. Frames go straight into the output.
+    for the work of the box alone. Other formats convert whole frames.
     """
-    height, width = frames[0].height, frames[0].width
-    top, left, box_height, box_width = crop(height, width) if crop else (0, 0, height, width)
-    out = torch.empty((len(frames), box_height, box_width, 3), dtype=torch.uint8)
-    whole = (box_height, box_width) == (height, width) or frames[0].format.name not in _HALVED_CHROMA
-    even_top, even_left = top - top % 2, left - left % 2
-    bottom, right = top + box_height, left + box_width
-    even_bottom, even_right = min(bottom + bottom % 2, height), min(right + right % 2, width)
-    for frame, slot in zip(frames, out.numpy()):
-        if whole:
-            rgb, (row, column) = frame.to_ndarray(format="rgb24"), (top, left)
+
+    def __init__(self, count: int, crop: Optional[CropChoice]):
+        self._count, self._crop = count, crop
+        self.out: Optional[torch.Tensor] = None
+
+    def put(self, slot: int, frame: "av.VideoFrame") -> None:
+        if self.out is None:
+            self._plan(frame)
+        if self._whole:
+            rgb, (row, column) = frame.to_ndarray(format="rgb24"), (self._top, self._left)
         else:
-            rgb = _cut_420(frame, even_top, even_left, even_bottom - even_top, even_right - even_left)
-            rgb, (row, column) = rgb.to_ndarray(format="rgb24"), (top - even_top, left - even_left)
-        slot[...] = rgb[row:row + box_height, column:column + box_width]
-    return out
+            rgb = _cut_420(frame, *self._even_box).to_ndarray(format="rgb24")
+            row, column = self._top - self._even_box[0], self._left - self._even_box[1]
+        height, width = self.out.shape[1:3]
+        self.out[slot].numpy()[...] = rgb[row:row + height, column:column + width]
+
+    def _plan(self, frame: "av.VideoFrame") -> None:
+        """The box, from the first frame's size (`crop` is called once), and the output it fills."""
+        height, width = frame.height, frame.width
+        box = self._crop(height, width) if self._crop else (0, 0, height, width)
+        self._top, self._left, box_height, box_width = box
+        self._whole = (box_height, box_width) == (height, width) or frame.format.name not in _HALVED_CHROMA
+        even_top, even_left = self._top - self._top % 2, self._left - self._left % 2
+        bottom, right = self._top + box_height, self._left + box_width
+        even_bottom, even_right = min(bottom + bottom % 2, height), min(right + right % 2, width)
+        self._even_box = (even_top, even_left, even_bottom - even_top, even_right - even_left)
+        self.out = torch.empty((self._count, box_height, box_width, 3), dtype=torch.uint8)
 
 
 def _cut_420(frame: "av.VideoFrame", top: int, left: int, height: int, width: int) -> "av.VideoFrame":
