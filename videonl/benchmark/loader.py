@@ -38,7 +38,7 @@ from videonl.benchmark import real_clips, seek_reader
 from videonl.benchmark.timing import interleaved, pin_cores
 from videonl.command import add_overrides
 from videonl.config import load_cfg
-from videonl.data.datasets import VideoDataset, read_video_list
+from videonl.data.datasets import VideoDataset, read_video_list, seeded
 from videonl.data.decode import BACKEND_NAMES, GPU_BACKENDS, available_backends, read_frames
 from videonl.data.loader import collate_train, collate_views, list_file
 from videonl.prep.common import DEFAULT_FAST_DECODE, DEFAULT_GOP
@@ -96,8 +96,7 @@ def _train_windows(dataset: VideoDataset, keys, infos) -> List[Tuple[int, np.nda
     """(video, frame indices) of each training item `keys` names: the window `dataset[key]` decodes."""
     windows = []
     for index, seed in keys:
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
+        with seeded(seed):
             windows.append((index, dataset.clip_indices(infos[index])))
     return windows
 

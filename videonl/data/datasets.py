@@ -9,8 +9,9 @@ item says it failed and the evaluator scores it as wrong or leaves it out (TEST.
 import json
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -22,6 +23,16 @@ from videonl.data.transforms import EvalTransform, TrainTransform
 
 logger = logging.getLogger(__name__)
 MODES = ("train", "val", "test")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's CPU generator seeded with `seed` inside, the caller's state back after: what a seeded training
+    item draws from. The CPU's generator alone: torch.manual_seed also queues a seed, with a stack trace, for
+    every accelerator module (0.5 ms a clip)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 @dataclass(frozen=True)
@@ -133,10 +144,7 @@ class VideoDataset(Dataset):
         if isinstance(key, int):
             return self._train_item(key)
         index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            # the CPU's generator alone: torch.manual_seed also queues a seed, with a stack trace, for every
-            # accelerator module (0.5 ms a clip)
-            torch.default_generator.manual_seed(seed)
+        with seeded(seed):
             return self._train_item(index)
 
     def clip_indices(self, info) -> np.ndarray:
