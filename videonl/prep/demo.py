@@ -46,7 +46,7 @@ CLIP_START = 1  # seconds of the raw video before the annotated window, as in Ki
 
 
 def polygon_mask(height: int, width: int, centre, radius: float, sides: int, angle: float,
-                 aspect: float = 1.0) -> np.ndarray:
+                 aspect: float) -> np.ndarray:
     """Boolean [height, width] mask of a convex polygon (y axis pointing down): a regular one squashed across
     to `aspect` of its width, then turned by `angle`."""
     ys, xs = np.mgrid[0:height, 0:width] + 0.5
