@@ -108,6 +108,9 @@ def test_old_runtime_keys_load_under_their_new_names_with_a_logged_rename(tmp_pa
     assert any(m.startswith("command-line override: TRAIN.MIXED_PRECISION is renamed RUNTIME.PRECISION")
                for m in renamed)
     assert load_cfg(child).RUNTIME.PRECISION == "fp32"  # the old value `none` under its new name
+    over_new = _write(tmp_path / "over_new.yaml", "_BASE_: both_new.yaml\nTRAIN:\n  CHANNELS_LAST: False\n")
+    _write(tmp_path / "both_new.yaml", "RUNTIME:\n  CHANNELS_LAST: True\n")
+    assert load_cfg(over_new).RUNTIME.CHANNELS_LAST is False  # a child's old name over its base's new one
     both = _write(tmp_path / "both.yaml", "TRAIN:\n  COMPILE: True\nRUNTIME:\n  COMPILE: False\n")
     with pytest.raises(ConfigError, match=r"both TRAIN.COMPILE and its new name RUNTIME.COMPILE are set"):
         load_cfg(both)

@@ -241,24 +241,40 @@ def _add_plugin_nodes(cfg: CfgNode) -> None:
         cfg[name] = spec.defaults()
 
 
-def _base_files(cfg_file: str) -> list:
-    with open(cfg_file) as f:
-        content = yaml.safe_load(f) or {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"{cfg_file}: a config file must be a mapping of keys, got {type(content).__name__}")
-    bases = content.get(BASE_KEY, [])
-    return [bases] if isinstance(bases, str) else list(bases)
-
-
-def _check_base_chain(cfg_file: str, seen: tuple = ()) -> None:
-    """Fail early, naming the file whose `_BASE_` entry cannot be found."""
+def _load_with_bases(cfg_file: str, seen: tuple = ()) -> dict:
+    """A file's keys merged over those of its `_BASE_` files (in order, each with its own chain; paths relative to
+    the file). Each file's retired keys are renamed before the merge, so a file may set a key by its old name
+    over a base that sets the new one; a missing or circular base is named with the file that asks for it."""
     if cfg_file in seen:
         raise ConfigError(f"{cfg_file}: _BASE_ chain is circular ({' -> '.join(seen + (cfg_file,))})")
-    for base in _base_files(cfg_file):
+    try:
+        with open(cfg_file) as f:
+            content = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{cfg_file}: {err}") from err
+    if not isinstance(content, dict):
+        raise ConfigError(f"{cfg_file}: a config file must be a mapping of keys, got {type(content).__name__}")
+    bases = content.pop(BASE_KEY, [])
+    _rename_in_file(content, cfg_file)
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
         path = os.path.join(os.path.dirname(cfg_file), os.path.expanduser(base))
         if not os.path.isfile(path):
             raise ConfigError(f"{cfg_file}: _BASE_ file '{base}' not found (looked for {os.path.abspath(path)})")
-        _check_base_chain(path, seen + (cfg_file,))
+        _merge_into(merged, _load_with_bases(path, seen + (cfg_file,)), cfg_file)
+    _merge_into(merged, content, cfg_file)
+    return merged
+
+
+def _merge_into(merged: dict, content: dict, cfg_file: str) -> None:
+    """`content` over `merged`, in place: nodes merge key by key, any other value replaces."""
+    for key, value in content.items():
+        if isinstance(value, dict) and key in merged:
+            if not isinstance(merged[key], dict):
+                raise ConfigError(f"{cfg_file}: {key} is a node here but a value in its _BASE_ chain")
+            _merge_into(merged[key], value, cfg_file)
+        else:
+            merged[key] = value
 
 
 def _explain(err: Exception) -> str:
@@ -298,12 +314,10 @@ def resolve_config(name: str) -> str:
 
 def _merge_file(cfg: CfgNode, name: str) -> None:
     cfg_file = resolve_config(name)
-    _check_base_chain(cfg_file)
+    content = _load_with_bases(cfg_file)
     try:
-        content = cfg.load_yaml_with_base(cfg_file)
-        _rename_in_file(content, cfg_file)
         cfg.merge_from_other_cfg(CfgNode(content))
-    except (KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
+    except (KeyError, ValueError, AssertionError) as err:
         raise ConfigError(f"{cfg_file}: {_explain(err)}") from err
 
 
@@ -317,7 +331,7 @@ def _renamed(key: str, value, where: str) -> list:
 
 
 def _rename_in_file(content: dict, cfg_file: str) -> None:
-    """Move the old keys of a loaded file (with its _BASE_ chain) to their new names, in place."""
+    """Move the old keys of one file's own content (not its _BASE_ chain's) to their new names, in place."""
     for old_key in RENAMED_KEYS:
         section, name = old_key.split(".")
         if name not in (content.get(section) or {}):
