@@ -81,13 +81,10 @@ class Probe:
         """One map for all queries (attention pooling), so attention distances are 0."""
         return self.block.attention_kind.shared
 
-    def windows(self, shape: Sequence[int]) -> Tuple[Window, Window]:
-        """(query window, key window) in positions of the input grid and of the key grid."""
-        return self.block.attention_windows(shape)[:2]
-
-    def key_grid(self, shape: Sequence[int]) -> Window:
-        """T x H x W of the map the keys are taken from."""
-        return self.block.attention_windows(shape)[2]
+    def windows(self, shape: Sequence[int]) -> Tuple[Window, Window, Window]:
+        """(query window, key window, key grid): the windows in positions of the input grid and of the key grid,
+        and the T x H x W of the map the keys are taken from."""
+        return self.block.attention_windows(shape)
 
     def attention(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """[windows, len(rows), keys]: the attention of query `rows` (positions within a window) of every window."""

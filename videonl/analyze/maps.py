@@ -68,12 +68,11 @@ def feature_cell(query: Query, shape: Sequence[int], grid: Sequence[int]) -> Tup
 def query_map(probe: Probe, x: torch.Tensor, cell: Sequence[int]) -> torch.Tensor:
     """[T', H', W'] on the block's key grid: the attention of the query at `cell` of x's grid ([1, C, T, H, W]),
     0 at keys outside its window."""
-    query_window, key_window = probe.windows(x.shape)
+    query_window, key_window, key_grid = probe.windows(x.shape)
     _, _, height, width = x.shape[1:]
     flat = (cell[0] * height + cell[1]) * width + cell[2]
     window, row = (grid_indices(x.shape[2:], query_window) == flat).nonzero()[0].tolist()
     weights = probe.attention(x, torch.tensor([row]))[window, 0]
-    key_grid = probe.key_grid(x.shape)
     full = torch.zeros(int(torch.tensor(key_grid).prod()), dtype=weights.dtype)
     full[grid_indices(key_grid, key_window)[window]] = weights.cpu()
     return full.view(key_grid)

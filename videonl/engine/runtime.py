@@ -48,10 +48,7 @@ def memory_format(cfg) -> torch.memory_format:
 
 def place_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
     """`model` moved to `device`, in the `memory_format` of the config (in place; returned for chaining)."""
-    model.to(device)
-    if cfg.RUNTIME.CHANNELS_LAST:
-        model.to(memory_format=memory_format(cfg))
-    return model
+    return model.to(device, memory_format=memory_format(cfg))
 
 
 def compiled(model: nn.Module, cfg) -> nn.Module:
