@@ -106,8 +106,8 @@ class _PyAVVideo(_Video):
     frames that are not asked for), and only the frames asked for are converted to RGB, each only inside
     the box a `crop` picks (see `_RGBFrames`); `decoded` counts the frames the decoder has put out, what the reads
     cost. Frames are decoded without FFmpeg's frame threads: a loader's parallelism is its worker processes,
-    and frame threads, which must run ahead of the last frame wanted, cost 1.4-1.5x the CPU per training
-    window on two cores for no gain in wall time (BENCHMARKS.md). The file stays open until `close`: a read
+    and frame threads, which must run ahead of the last frame wanted, cost more CPU than they save wall time
+    (BENCHMARKS.md, issue 13). The file stays open until `close`: a read
     seeks in the container whose packets were listed (opening again costs as much as decoding a few frames).
     """
 
