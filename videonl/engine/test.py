@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from videonl.engine.checkpoint import CheckpointManager
-from videonl.engine.evaluate import evaluate, format_results
+from videonl.engine.evaluate import evaluate
+from videonl.engine.reports import format_results
 from videonl.engine.runtime import load_model
 from videonl.engine.setup import prepared_run
 from videonl.engine.weight_sources import cfg_for_weights

@@ -20,12 +20,13 @@ from videonl.data.loader import build_loader, model_input, set_epoch
 from videonl.engine import distributed
 from videonl.engine.checkpoint import CheckpointManager, rng_state, set_rng_state
 from videonl.engine.checkpoint_format import load_checkpoint
-from videonl.engine.evaluate import evaluate, format_results
+from videonl.engine.evaluate import evaluate
 from videonl.engine.initialization import initialize
 from videonl.engine.logging import MetricsWriter
 from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling, set_learning_rate
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
+from videonl.engine.reports import format_results
 from videonl.engine.runtime import autocast, compiled, grad_scaler, memory_format, place_model
 from videonl.engine.setup import prepared_run
 from videonl.engine.weight_sources import cfg_for_weights
