@@ -118,7 +118,7 @@ def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_lo
     # two videos of three 4-frame clips, full 64 x 64 frames (res5 2 x 2: four windows a view)
     views = [VideoViews(torch.randint(0, 256, (12, 64, 64, 3), dtype=torch.uint8), torch.arange(12).view(3, 4),
                         ((0, 0, 64, 64),)) for _ in range(2)]
-    clips = model_input(torch.cat([video.cut() for video in views]), cfg, torch.device("cpu"), torch.contiguous_format)
+    clips = model_input(torch.cat([video.cut() for video in views]), cfg, torch.device("cpu"))
     with torch.no_grad():
         scored = view_probabilities(model, views, cfg, torch.device("cpu"))
         windows, pooled = (output.softmax(-1).view(2, 3, 5) for output in (model.test_logits(clips), model(clips)))
@@ -137,7 +137,7 @@ def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(grey_di
     stored = {line["index"]: line for line in score_lines(tmp_path)}
     views = next(iter(build_loader(cfg, "test")))["views"][0].cut()  # grey40.mp4: 3 crops
     with torch.no_grad():
-        output = model.eval().test_logits(model_input(views, cfg, torch.device("cpu"), torch.channels_last_3d))
+        output = model.eval().test_logits(model_input(views, cfg, torch.device("cpu")))
     assert torch.allclose(output.exp().sum(dim=1), torch.ones(3))  # eval output: log-probabilities
     expected = output.exp().mean(dim=0)
     assert torch.allclose(torch.tensor(stored[0]["probabilities"]), expected, rtol=1e-5, atol=1e-7)

@@ -50,7 +50,7 @@ def our_logits(cfg_file: str, opts: list, weights: str, clip: torch.Tensor) -> t
     model = build_model(cfg).eval()
     load_weights(model, weights)
     with torch.no_grad():
-        return model(model_input(clip, cfg, CPU, torch.contiguous_format))
+        return model(model_input(clip, cfg, CPU))
 
 
 def test_pytorchvideo_model_on_its_own_normalisation_gives_our_logits_on_uint8_frames(tmp_path):

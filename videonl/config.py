@@ -94,7 +94,8 @@ def get_cfg() -> CfgNode:
     _C.TRAIN.SEED = 0  # seeds Python, numpy and torch (offset by rank); data order follows it
     _C.TRAIN.DETERMINISTIC = False  # deterministic kernels, DATA.DECODER auto fixed (reproducible runs, slower)
 
-    # How the model runs in training, testing, prediction and benchmarks alike (read by the engine only).
+    # How the model runs in training, testing, prediction and benchmarks alike (applied by the engine; the data
+    # layer's model inputs take the memory format too).
     _C.RUNTIME = CfgNode()
     _C.RUNTIME.PRECISION = "fp32"  # fp32 | bf16 | fp16 autocast (fp16 with a grad scaler); never bf16/fp16 on CPUs
     _C.RUNTIME.CHANNELS_LAST = False  # channels-last-3d memory format for the model and its inputs

@@ -20,7 +20,7 @@ from videonl.data.transforms import VideoViews
 from videonl.engine import distributed
 from videonl.engine.metrics import compute_metrics
 from videonl.engine.reports import class_names, write_reports
-from videonl.engine.runtime import autocast, memory_format
+from videonl.engine.runtime import autocast
 from videonl.engine.scores import ScoresStore, VideoScore, scores_meta
 from videonl.progress import progress as progress_bar
 
@@ -34,7 +34,7 @@ def view_probabilities(model: torch.nn.Module, views: List[VideoViews], cfg, dev
     (batch["views"]), on the CPU (with the fully-convolutional head, each view's softmax averaged over its
     windows)."""
     outputs = []
-    for chunk in view_batches(views, cfg, device, memory_format(cfg)):
+    for chunk in view_batches(views, cfg, device):
         with autocast(cfg, device):
             logits = model.test_logits(chunk)
         outputs.append(logits.float().softmax(dim=-1).cpu())

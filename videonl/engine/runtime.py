@@ -1,7 +1,7 @@
 """How a model runs, the same in training, testing, prediction and benchmarks (the RUNTIME keys): on which
 device, in which memory format (RUNTIME.CHANNELS_LAST), compiled or not (RUNTIME.COMPILE), and in which
-precision (RUNTIME.PRECISION: one autocast context and one grad scaler). The engine hands the memory format
-to the data layer (`data.loader.model_input`), which reads no RUNTIME key itself.
+precision (RUNTIME.PRECISION: one autocast context and one grad scaler). The memory format is the data layer's
+`data.loader.memory_format`, in which `model_input` lays out the inputs and `place_model` the model.
 
 bf16 needs no scaler; fp16 does. A CPU without native bf16 runs bf16 autocast many times slower than fp32
 (25-100x measured on the development machine), which is why `fp32` is the default.
@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from videonl.data.loader import memory_format
 from videonl.engine.distributed import select_device
 from videonl.models.build import build_model
 from videonl.engine.weight_sources import load_weights
@@ -39,11 +40,6 @@ def autocast(cfg, device: torch.device):
 def grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:
     """A scaler that is active only for fp16 (disabled scalers pass losses and steps through unchanged)."""
     return torch.amp.GradScaler(device.type, enabled=_dtype(cfg) is torch.float16)
-
-
-def memory_format(cfg) -> torch.memory_format:
-    """The layout of the model's weights and inputs: channels-last-3d when RUNTIME.CHANNELS_LAST."""
-    return torch.channels_last_3d if cfg.RUNTIME.CHANNELS_LAST else torch.contiguous_format
 
 
 def place_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:

@@ -27,7 +27,7 @@ from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling,
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
 from videonl.engine.reports import format_results
-from videonl.engine.runtime import autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.engine.setup import prepared_run
 from videonl.engine.weight_sources import cfg_for_weights
 from videonl.models.build import build_model
@@ -146,7 +146,7 @@ class TrainingLoop:
         cfg = self.cfg
         lr = learning_rate(cfg, iteration, self.global_batch)
         set_learning_rate(self.optimizer, lr)
-        clips = model_input(batch["clip"], cfg, self.device, memory_format(cfg))
+        clips = model_input(batch["clip"], cfg, self.device)
         with autocast(cfg, self.device):
             loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())
@@ -229,4 +229,4 @@ class TrainingLoop:
             self.precise_bn_loader = build_loader(self.cfg, "train")
         batches = training_batches(self.precise_bn_loader, PRECISE_BN_EPOCH + done)
         for batch in itertools.islice(batches, self.cfg.TRAIN.PRECISE_BN_BATCHES):
-            yield model_input(batch["clip"], self.cfg, self.device, memory_format(self.cfg))
+            yield model_input(batch["clip"], self.cfg, self.device)
