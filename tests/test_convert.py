@@ -13,6 +13,7 @@ from videonl.convert import main
 from videonl.models import build_model
 from videonl.engine.checkpoint_format import load_checkpoint
 from videonl.engine.initialization import initialize
+from videonl.engine.weight_sources import open_weights
 from videonl.models.conversions import CheckpointError
 from videonl.models.loading import LoadReport, load_state_dict_checked
 
@@ -58,7 +59,7 @@ def test_pytorchvideo_checkpoint_gives_the_same_logits(name, tmp_path, capsys):
     with torch.no_grad():
         assert_close_to(model(clip), reference(clip))
     initialised = build_model(cfg)
-    initialize(initialised, str(source))
+    initialize(initialised, open_weights(str(source)))
     assert all(torch.equal(initialised.state_dict()[key], value) for key, value in model.state_dict().items())
 
 
@@ -188,7 +189,7 @@ def test_affine_bgr_caffe2_model_computes_the_same_function(reference, tmp_path)
 def test_model_init_accepts_a_caffe2_pkl(reference, tmp_path):
     pkl = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(reference)})
     model = build_model(load_cfg(I3D, SMALL_I3D))
-    initialize(model, pkl)
+    initialize(model, open_weights(pkl))
     model.eval()
     clip = torch.randn(1, 3, 8, 64, 64)
     with torch.no_grad():

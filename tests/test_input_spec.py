@@ -14,9 +14,9 @@ from videonl.config import load_cfg
 from videonl.convert import main as convert
 from videonl.data.loader import model_input
 from videonl.models import build_model
-from videonl.models.input_spec import CAFFE2_INPUT, InputSpec, adopt_input
+from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec, adopt_input
 from videonl.engine.checkpoint_format import load_checkpoint
-from videonl.engine.weight_sources import cfg_for_weights, load_weights
+from videonl.engine.weight_sources import cfg_for_weights, open_weights
 
 from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 from test_convert import I3D, SMALL_I3D, caffe2_blobs, write_pickle
@@ -46,9 +46,10 @@ def pytorchvideo_normalisation():
 
 def our_logits(cfg_file: str, opts: list, weights: str, clip: torch.Tensor) -> torch.Tensor:
     """The weights in our model, fed `clip` through our input path with the input they record."""
-    cfg = cfg_for_weights(load_cfg(cfg_file, opts), weights)
+    opened = open_weights(weights)
+    cfg = cfg_for_weights(load_cfg(cfg_file, opts), opened)
     model = build_model(cfg).eval()
-    load_weights(model, weights)
+    opened.load_into(model)
     with torch.no_grad():
         return model(model_input(clip, cfg, CPU))
 
@@ -110,7 +111,7 @@ def test_converted_checkpoint_records_input_and_class_names(tmp_path):
 
 def test_a_config_that_sets_its_own_normalisation_wins_with_a_warning(caplog):
     spec = InputSpec((0.45,) * 3, (0.225,) * 3, 1.0, "BGR")
-    with caplog.at_level(logging.INFO, logger="videonl.models.input_spec"):
+    with caplog.at_level(logging.INFO, logger="videonl.engine.input_spec"):
         adopted = adopt_input(load_cfg(I3D), spec, "w.pth")
         kept = adopt_input(load_cfg(I3D, ["DATA.MEAN", "[0.5, 0.5, 0.5]"]), spec, "w.pth")
     assert (adopted.DATA.MEAN, adopted.DATA.STD, adopted.DATA.CHANNEL_ORDER) == ([0.45] * 3, [0.225] * 3, "BGR")

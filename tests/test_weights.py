@@ -17,6 +17,7 @@ from videonl.config import load_cfg
 from videonl.models import build_model
 from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
 from videonl.engine.initialization import initialize
+from videonl.engine.weight_sources import open_weights
 from videonl.models.conversions import CheckpointError, inflate_2d_state_dict, load_caffe2_blobs, rename_keys
 from videonl.models.loading import LoadReport, load_complete_state_dict, load_state_dict_checked
 
@@ -66,7 +67,7 @@ def test_inflated_c2d_sees_every_frame_as_the_2d_resnet_does(tmp_path):
     torch.save(resnet.state_dict(), path)
     model = build_model(load_cfg(C2D)).eval()
 
-    report = initialize(model, str(path))
+    report = initialize(model, open_weights(str(path)))
 
     assert report == LoadReport(missing=["head.fc.weight", "head.fc.bias"], unexpected=[], mismatched=[])
     image = torch.randn(2, 3, 64, 64)
@@ -114,7 +115,7 @@ def test_imagenet_init_inflates_the_shallowest_torchvision_resnet_holding_the_mo
 
     monkeypatch.setattr(torchvision.models, "get_model", pretrained_model)
     model = build_model(load_cfg(C2D, ["RESNET.BLOCKS", str(blocks)]))
-    initialize(model, "imagenet")
+    initialize(model, open_weights("imagenet"))
 
     assert requests == [(f"resnet{depth}", "IMAGENET1K_V1")]
     torch.testing.assert_close(model.res4[-1].conv_b.weight[:, :, 0], resnet_2d.layer3[-1].conv2.weight)
@@ -126,13 +127,13 @@ def test_initialize_rejects_what_it_cannot_load(tmp_path):
     torch.save({"state_dict": model.state_dict()}, tmp_path / "wrapped.pth")
 
     with pytest.raises(ValueError, match="MODEL.INIT must be '', 'imagenet' or an existing"):
-        initialize(model, "imagenet21k")
+        initialize(model, open_weights("imagenet21k"))
     with pytest.raises(ValueError, match="MODEL.INIT must be"):
-        initialize(model, str(tmp_path / "weights.txt"))
+        initialize(model, open_weights(str(tmp_path / "weights.txt")))
     with pytest.raises(ValueError, match=r"none with the model's \[4, 1, 1, 1\]"):
-        initialize(small_model("RESNET.BLOCKS", "[4,1,1,1]"), "imagenet")
+        initialize(small_model("RESNET.BLOCKS", "[4,1,1,1]"), open_weights("imagenet"))
     with pytest.raises(CheckpointError, match=r"neither a videonl checkpoint, a torchvision .*\['state_dict'\]"):
-        initialize(model, str(tmp_path / "wrapped.pth"))
+        initialize(model, open_weights(str(tmp_path / "wrapped.pth")))
 
 
 def test_init_from_a_checkpoint_for_other_classes_reinitialises_only_the_classifier(tmp_path, caplog):
@@ -142,7 +143,7 @@ def test_init_from_a_checkpoint_for_other_classes_reinitialises_only_the_classif
     fresh_fc = model.head.fc.weight.detach().clone()
 
     with caplog.at_level(logging.INFO, logger="videonl.engine.initialization"):
-        report = initialize(model, str(tmp_path / "kinetics.pth"))
+        report = initialize(model, open_weights(str(tmp_path / "kinetics.pth")))
 
     assert report.missing == ["head.fc.weight", "head.fc.bias"] and "7 classes, the model 5" in caplog.text
     torch.testing.assert_close(model.head.fc.weight, fresh_fc)
@@ -283,7 +284,7 @@ def test_checkpoint_round_trip_through_model_init(tmp_path):
     checkpoint = load_checkpoint(str(path))
     assert checkpoint["cfg"] == cfg.dump() and checkpoint["epoch"] == 3
     loaded = build_model(cfg)
-    initialize(loaded, str(path))
+    initialize(loaded, open_weights(str(path)))
     for key, value in source.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
 

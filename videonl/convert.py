@@ -30,7 +30,7 @@ from videonl.models.conversions import (
     load_caffe2_blobs,
     load_pytorchvideo_checkpoint,
 )
-from videonl.models.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
+from videonl.engine.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
 from videonl.models.loading import load_complete_state_dict
 
 
