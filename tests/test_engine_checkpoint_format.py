@@ -15,12 +15,13 @@ from videonl.models.conversions import CheckpointError
 from helpers import C2D, SMALL_C2D, RunsCommand, randomize_batch_norms, small_c2d
 
 
-def test_a_torch_file_holding_code_is_refused_without_running_it(tmp_path):
+@pytest.mark.parametrize("read", [load_checkpoint, open_weights])  # our reader, and every command's
+def test_a_torch_file_holding_code_is_refused_without_running_it(tmp_path, read):
     marker, path = tmp_path / "pwned", tmp_path / "model.pth"
     torch.save({"model": {}, "cfg": "", "hook": RunsCommand(marker)}, path)
 
     with pytest.raises(CheckpointError, match="cannot be read as a weights-only torch file"):
-        load_checkpoint(str(path))
+        read(str(path))
     assert not marker.exists()
 
 

@@ -19,7 +19,6 @@ from videonl.models.build import build_model
 from videonl.models.conversions import CheckpointError
 from videonl.predict import main as predict
 
-from helpers import RunsCommand
 from test_engine_train import DEMO_CFG, data_dir, tiny  # noqa: F401  (data_dir: the moving squares fixture)
 
 SHORT = ["SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TRAIN.PRECISE_BN_BATCHES", "0"]
@@ -102,11 +101,3 @@ def test_a_file_of_no_known_format_fails_when_opened_naming_what_it_holds(tmp_pa
     assert zoo.format == "pytorchvideo"
     with pytest.raises(CheckpointError, match=r"zoo.pyth is not a videonl checkpoint"):
         zoo.checkpoint()  # a run resumes from ours alone
-
-
-def test_every_command_reads_a_file_without_running_code_from_it(tmp_path):
-    marker, path = tmp_path / "pwned", tmp_path / "model.pth"
-    torch.save({"model": {}, "cfg": "", "hook": RunsCommand(marker)}, path)
-    with pytest.raises(CheckpointError, match="cannot be read as a weights-only torch file"):
-        open_weights(str(path))
-    assert not marker.exists()
