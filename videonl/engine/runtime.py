@@ -11,6 +11,7 @@ import contextlib
 from typing import NamedTuple, Optional
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from videonl.data.loader import memory_format
@@ -56,7 +57,7 @@ class TrainedModel(NamedTuple):
     """A trained model, the config that feeds it the input its weights expect, and what the weights say of
     themselves."""
 
-    cfg: object
+    cfg: CfgNode
     model: nn.Module
     metadata: WeightsMetadata
 
