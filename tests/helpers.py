@@ -1,11 +1,14 @@
 """Helpers shared by the tests."""
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "kinetics400"
+C2D = str(CONFIGS / "c2d_r50_8x8.yaml")
+SMALL_C2D = ["RESNET.BLOCKS", "[1,1,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
 
 
 def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -48,3 +51,21 @@ def assert_close_to(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1
     difference = (actual - expected).abs().max().item()
     scale = max(1.0, expected.abs().max().item())
     assert difference <= rel * scale, f"max |difference| {difference:.3g} for values up to {scale:.3g}"
+
+
+def small_c2d(*opts: str) -> nn.Module:
+    """The C2D of c2d_r50_8x8.yaml at one residual block per stage, width 8 and 5 classes; `opts` override."""
+    from videonl.config import load_cfg
+    from videonl.models import build_model
+
+    return build_model(load_cfg(C2D, [*SMALL_C2D, *opts]))
+
+
+class RunsCommand:
+    """Unpickling this runs `touch marker`: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)

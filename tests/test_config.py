@@ -7,7 +7,7 @@ import yaml
 
 from helpers import structure_of
 import videonl.config as config_module
-from videonl.config import ConfigError, NodeSpec, add_node, get_cfg, load_cfg, plugin_nodes
+from videonl.config import ConfigError, NodeSpec, add_node, explicit_keys, get_cfg, load_cfg, plugin_nodes
 from videonl.models.registry import context_block_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +81,26 @@ def test_base_list_merges_in_order_and_child_wins(tmp_path):
     cfg = load_cfg(child, ["MODEL.DROPOUT", "0.3"])
     assert (cfg.MODEL.NUM_CLASSES, cfg.MODEL.DROPOUT, cfg.RESNET.DEPTH) == (20, 0.3, 101)
     assert cfg.is_frozen()
+
+
+def test_the_loader_records_the_keys_files_and_overrides_set(tmp_path):
+    _write(tmp_path / "a.yaml", "MODEL:\n  NUM_CLASSES: 10\n")
+    child = _write(tmp_path / "c.yaml", "_BASE_: a.yaml\nDATA:\n  MEAN: [0.485, 0.456, 0.406]\nTRAIN:\n"
+                                        "  CHANNELS_LAST: True\n")
+    cfg = load_cfg(child, ["MODEL.DROPOUT", "0.3", "TRAIN.COMPILE", "True"])
+    chosen = {"MODEL.NUM_CLASSES", "DATA.MEAN", "RUNTIME.CHANNELS_LAST", "MODEL.DROPOUT", "RUNTIME.COMPILE"}
+    assert explicit_keys(cfg) == chosen  # the default mean, set on purpose, counts; old names count as new
+    assert explicit_keys(cfg.clone()) == chosen and "DATA.STD" not in explicit_keys(cfg)
+    assert explicit_keys(get_cfg()) == frozenset()
+    assert "__explicit_keys__" not in cfg.dump()
+
+
+def test_a_saved_config_sets_no_key_on_purpose(tmp_path):
+    chosen = _write(tmp_path / "chosen.yaml", "DATA:\n  STD: [0.5, 0.5, 0.5]\n")
+    saved = _write(tmp_path / "saved.yaml", load_cfg(chosen).dump())
+    assert explicit_keys(load_cfg(saved)) == frozenset()
+    assert explicit_keys(load_cfg([chosen, saved], ["DATA.MEAN", "[0.5, 0.5, 0.5]"])) == {"DATA.MEAN"}
+    assert explicit_keys(load_cfg([saved, chosen])) == {"DATA.STD"}
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

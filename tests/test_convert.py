@@ -1,6 +1,10 @@
 """Checkpoint conversion: PyTorchVideo model zoo and Caffe2 non-local release, through `videonl.convert`."""
 
+import os
 import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +17,13 @@ from videonl.convert import main
 from videonl.models import build_model
 from videonl.engine.checkpoint_format import load_checkpoint
 from videonl.engine.initialization import initialize
+from videonl.engine.weight_sources import open_weights
 from videonl.models.conversions import CheckpointError
 from videonl.models.loading import LoadReport, load_state_dict_checked
 
 from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 
+ROOT = Path(__file__).resolve().parents[1]
 I3D = str(CONFIGS / "i3d_r50_8x8.yaml")
 SMALL_I3D = ["RESNET.BLOCKS", "[1,2,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
 NO_LOSS = LoadReport(missing=[], unexpected=[], mismatched=[])
@@ -58,7 +64,7 @@ def test_pytorchvideo_checkpoint_gives_the_same_logits(name, tmp_path, capsys):
     with torch.no_grad():
         assert_close_to(model(clip), reference(clip))
     initialised = build_model(cfg)
-    initialize(initialised, str(source))
+    initialize(initialised, open_weights(str(source)))
     assert all(torch.equal(initialised.state_dict()[key], value) for key, value in model.state_dict().items())
 
 
@@ -188,7 +194,7 @@ def test_affine_bgr_caffe2_model_computes_the_same_function(reference, tmp_path)
 def test_model_init_accepts_a_caffe2_pkl(reference, tmp_path):
     pkl = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(reference)})
     model = build_model(load_cfg(I3D, SMALL_I3D))
-    initialize(model, pkl)
+    initialize(model, open_weights(pkl))
     model.eval()
     clip = torch.randn(1, 3, 8, 64, 64)
     with torch.no_grad():
@@ -233,3 +239,41 @@ def test_caffe2_nonlocal_blobs_land_in_the_blocks(tmp_path):
     clip = torch.randn(2, 3, 8, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(clip), reference(clip))
+
+
+def test_configs_compose_as_in_every_command(reference, tmp_path):
+    """--cfg repeats: the model file, then a file of the small sizes; the second alone is another model."""
+    small = tmp_path / "small.yaml"
+    small.write_text("RESNET:\n  BLOCKS: [1, 2, 1, 1]\n  WIDTH: 8\nMODEL:\n  NUM_CLASSES: 5\n")
+    pkl, output = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(reference)}), tmp_path / "converted.pth"
+
+    main(["caffe2", "--cfg", I3D, "--cfg", str(small), "--in", pkl, "--out", str(output)])
+
+    model = build_model(load_cfg(I3D, SMALL_I3D)).eval()
+    assert load_state_dict_checked(model, load_checkpoint(str(output))["model"]) == NO_LOSS
+    assert load_checkpoint(str(output))["cfg"] == load_cfg([I3D, str(small)]).dump()
+
+
+def convert_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "videonl", "convert", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_model_of_other_shapes_fails_in_one_line_and_lists_every_key_with_verbose(reference, tmp_path):
+    pkl = write_pickle(tmp_path / "i3d.pkl", {"blobs": caffe2_blobs(reference)})
+    narrow = [*SMALL_I3D[:2], "RESNET.WIDTH", "4", *SMALL_I3D[4:]]
+    model = build_model(load_cfg(I3D, narrow))
+    differing = [key for key, value in model.state_dict().items() if value.shape != reference.state_dict()[key].shape]
+
+    with pytest.raises(CheckpointError) as error:
+        main(["caffe2", "--cfg", I3D, "--in", pkl, "--out", str(tmp_path / "narrow.pth"), *narrow])
+    assert str(error.value) == (
+        f"weights do not fit the model (shape mismatch): stem.conv.weight: checkpoint "
+        f"{tuple(reference.stem.conv.weight.shape)} vs model {tuple(model.stem.conv.weight.shape)}, and "
+        f"{len(differing) - 1} more keys of other shapes (each logged at INFO level)")
+
+    verbose = convert_command("caffe2", "--cfg", I3D, "--in", pkl, "--out", str(tmp_path / "narrow.pth"), *narrow,
+                              "--verbose")
+    listed = re.findall(r"shape mismatch: (\S+): checkpoint", verbose.stderr)
+    assert verbose.returncode == 1 and listed == differing
+    assert verbose.stderr.splitlines()[-1] == f"error: {error.value}"

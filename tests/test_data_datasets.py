@@ -202,10 +202,10 @@ def test_view_batches_split_views_in_order_and_normalise(tmp_path, video_dir):
     cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
     cfg.TEST.VIEWS_PER_FORWARD = 4
     videos = next(iter(build_loader(cfg, "test")))["views"]  # 2 videos of 6 views
-    chunks = list(view_batches(videos, cfg, torch.device("cpu"), torch.contiguous_format))
+    chunks = list(view_batches(videos, cfg, torch.device("cpu")))
     assert [len(c) for c in chunks] == [4, 4, 4]  # the second holds the end of one video and the start of the next
     cut_in_the_loader = torch.cat([video.cut() for video in videos])  # the former path: views cut on the CPU
-    expected = model_input(cut_in_the_loader, cfg, torch.device("cpu"), torch.contiguous_format)
+    expected = model_input(cut_in_the_loader, cfg, torch.device("cpu"))
     assert chunks[0].dtype == torch.float32 and torch.equal(torch.cat(chunks), expected)
 
 
@@ -264,7 +264,7 @@ def test_channels_last_clips_reach_the_model_in_its_memory_format_with_the_same_
     from helpers import randomize_batch_norms
     from videonl.data.loader import model_input, view_batches
     from videonl.engine.evaluate import view_probabilities
-    from videonl.engine.runtime import memory_format, place_model
+    from videonl.engine.runtime import place_model
     from videonl.models import build_model
 
     cfg = dataset_dir(tmp_path, video_dir, ["plain.mp4", "bframes.mp4"])
@@ -274,10 +274,10 @@ def test_channels_last_clips_reach_the_model_in_its_memory_format_with_the_same_
     model_layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     clips = next(iter(build_loader(cfg, "train")))["clip"]  # [2, C, T, S, S]
     assert clips.is_contiguous(memory_format=cut_layout)
-    assert model_input(clips, cfg, torch.device("cpu"), memory_format(cfg)).is_contiguous(memory_format=model_layout)
+    assert model_input(clips, cfg, torch.device("cpu")).is_contiguous(memory_format=model_layout)
     views = next(iter(build_loader(cfg, "test")))["views"]  # 2 videos of 6 views
     assert all(video.cut().is_contiguous(memory_format=cut_layout) for video in views)
-    chunks = view_batches(views, cfg, torch.device("cpu"), memory_format(cfg))
+    chunks = view_batches(views, cfg, torch.device("cpu"))
     assert all(c.is_contiguous(memory_format=model_layout) for c in chunks)
 
     model = randomize_batch_norms(build_model(cfg)).eval()

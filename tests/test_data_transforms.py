@@ -207,10 +207,10 @@ def test_uint8_views_normalised_on_the_device_equal_normalised_views(device):
     raw = EvalTransform(48, 48, "3crop", MEAN, STD, normalize=False)(frames, positions)
     assert raw.dtype == torch.uint8
     expected = EvalTransform(48, 48, "3crop", MEAN, STD)(frames, positions)
-    moved = model_input(raw, cfg, torch.device(device), torch.contiguous_format)
+    moved = model_input(raw, cfg, torch.device(device))
     assert moved.device.type == device and torch.allclose(moved.cpu(), expected, atol=1e-5)
     torch.manual_seed(3)
     clip = TrainTransform([48, 56], 40, True, MEAN, STD, normalize=False)(frames)
     torch.manual_seed(3)
-    assert torch.allclose(model_input(clip, cfg, torch.device(device), torch.contiguous_format).cpu(),
+    assert torch.allclose(model_input(clip, cfg, torch.device(device)).cpu(),
                           TrainTransform([48, 56], 40, True, MEAN, STD)(frames), atol=1e-5)

@@ -10,7 +10,7 @@ from torch import nn
 from helpers import randomize_batch_norms
 from videonl.config import get_cfg, load_cfg
 from videonl.data.loader import model_input
-from videonl.engine.runtime import autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.models import build_model
 
 CPU = torch.device("cpu")
@@ -26,7 +26,7 @@ def cfg_with(channels_last=False, precision="fp32"):
 def test_model_and_inputs_share_the_configured_memory_format(channels_last):
     cfg = cfg_with(channels_last)
     model = place_model(nn.Conv3d(3, 4, 3), cfg, CPU)
-    clip = model_input(torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8), cfg, CPU, memory_format(cfg))
+    clip = model_input(torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8), cfg, CPU)
     format_ = torch.channels_last_3d if channels_last else torch.contiguous_format
     assert model.weight.is_contiguous(memory_format=format_) and clip.is_contiguous(memory_format=format_)
     assert clip.dtype == torch.float32  # normalised on the way
@@ -63,7 +63,7 @@ def test_channels_last_runs_in_that_format_and_gives_the_contiguous_output():
         model.res2.register_forward_hook(lambda module, inputs, output, key=channels_last: res2_channels_last.update(
             {key: output.is_contiguous(memory_format=torch.channels_last_3d) and not output.is_contiguous()}))
         with torch.no_grad():
-            outputs[channels_last] = model(model_input(clip, cfg, CPU, memory_format(cfg)))
+            outputs[channels_last] = model(model_input(clip, cfg, CPU))
     assert res2_channels_last == weights_channels_last == {False: False, True: True}
     torch.testing.assert_close(outputs[True], outputs[False], rtol=1e-4, atol=1e-5)
 

@@ -27,7 +27,7 @@ from videonl.engine.optim import build_optimizer
 from videonl.engine.runtime import grad_scaler
 from videonl.engine.train import NonFiniteError, TrainingLoop, training_model
 from videonl.models.build import build_model
-from videonl.models.input_spec import CAFFE2_INPUT, InputSpec
+from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def tiny(data_dir, output_dir, *overrides) -> list:
 def training_loop(data_dir, output_dir, *overrides) -> TrainingLoop:
     """The loop train_net would run on the tiny config, for driving single steps."""
     cfg = load_cfg(DEMO_CFG, tiny(data_dir, output_dir, *overrides)[2:])
-    model = training_model(cfg, CPU, initialise=True)
+    model = training_model(cfg, CPU, init=None)  # the tiny config has no MODEL.INIT
     return TrainingLoop(cfg, CPU, model, build_optimizer(model, cfg), grad_scaler(cfg, CPU),
                         CheckpointManager(str(output_dir)), cfg.DATALOADER.TRAIN_BATCH_SIZE)
 
@@ -218,7 +218,7 @@ def test_gradient_clipping_steps_with_the_gradient_scaled_to_the_configured_norm
 def test_sync_bn_converts_every_batch_norm_of_a_multi_process_run(monkeypatch, sync):
     monkeypatch.setattr(distributed, "world_size", lambda: 2)  # conversion needs no process group
     cfg = load_cfg(DEMO_CFG, ["RESNET.WIDTH", "4", "TRAIN.SYNC_BN", str(sync)])
-    norms = [type(m) for m in training_model(cfg, CPU, initialise=False).modules()
+    norms = [type(m) for m in training_model(cfg, CPU, init=None).modules()
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert set(norms) == {torch.nn.SyncBatchNorm if sync else torch.nn.BatchNorm3d}
 
@@ -296,7 +296,8 @@ def test_labels_outside_the_class_count_are_named_with_their_list(data_dir, tmp_
     for name in ("train.csv", "val.csv"):
         lines = (data_dir / name).read_text().replace(" 1\n", " 7\n")
         (tmp_path / "data" / name).write_text("".join(f"{data_dir}/{line}" for line in lines.splitlines(True)))
-    with pytest.raises(ConfigError, match=r"train.csv has labels in \[0, 7\], outside MODEL.NUM_CLASSES 2"):
+    with pytest.raises(ConfigError, match=r"train.csv: label 7 of .* is outside 0\.\.1 \(MODEL.NUM_CLASSES 2\), and \d+ "
+                                          r"more videos with labels outside: \[7\]"):
         train_net.main(tiny(tmp_path / "data", tmp_path / "run"))
 
 

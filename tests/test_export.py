@@ -11,7 +11,7 @@ from block_checks import randomise
 from videonl import export as export_module
 from videonl.config import load_cfg
 from videonl.models import build_model
-from videonl.models.input_spec import InputSpec
+from videonl.engine.input_spec import InputSpec
 from videonl.engine.checkpoint_format import save_checkpoint
 
 # One residual block per stage, a context block in res3 and res4, 64-pixel views: small, every block on its path.

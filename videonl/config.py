@@ -2,6 +2,8 @@
 
 A config is `get_cfg()` merged with one or more YAML files in order (each may inherit from others through
 `_BASE_`, a path or a list of paths relative to the file) and then with `KEY VALUE` pairs from the command line.
+`load_cfg` remembers which keys the files and overrides set (`explicit_keys`), so that a choice of the user's is
+told apart from a default without comparing values.
 A config file is named by its path or by its place among the configs shipped in the package
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 
@@ -15,7 +17,7 @@ import importlib
 import logging
 import os
 from importlib import resources
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, Optional, Sequence, Set, Tuple, Union
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -31,6 +33,9 @@ RENAMED_KEYS = {
 logger = logging.getLogger(__name__)
 # The repository's top-level configs/, shipped inside the package (a link in a checkout, files in a wheel).
 PACKAGED_CONFIGS = resources.files("videonl") / "configs"
+# Where `load_cfg` keeps the keys it was told, in the root node's attributes (not a key: it is not dumped, and it
+# survives clone() and pickling).
+EXPLICIT_KEYS = "__explicit_keys__"
 
 
 class ConfigError(ValueError):
@@ -94,7 +99,8 @@ def get_cfg() -> CfgNode:
     _C.TRAIN.SEED = 0  # seeds Python, numpy and torch (offset by rank); data order follows it
     _C.TRAIN.DETERMINISTIC = False  # deterministic kernels, DATA.DECODER auto fixed (reproducible runs, slower)
 
-    # How the model runs in training, testing, prediction and benchmarks alike (read by the engine only).
+    # How the model runs in training, testing, prediction and benchmarks alike (applied by the engine; the data
+    # layer's model inputs take the memory format too).
     _C.RUNTIME = CfgNode()
     _C.RUNTIME.PRECISION = "fp32"  # fp32 | bf16 | fp16 autocast (fp16 with a grad scaler); never bf16/fp16 on CPUs
     _C.RUNTIME.CHANNELS_LAST = False  # channels-last-3d memory format for the model and its inputs
@@ -194,7 +200,7 @@ class NodeSpec:
         node = cfg[self.name].clone()
         defaults = get_cfg() if self.renamed else None  # built only for a node with a former key (every block reads)
         for key, old in self.renamed.items():
-            old_value, old_default = _dotted(cfg, old), _dotted(defaults, old)
+            old_value, old_default = value_at(cfg, old), value_at(defaults, old)
             if node[key] == self.keys[key][0] and old_value != old_default:
                 logger.warning("%s %s is read as %s.%s; the key was renamed: set %s.%s instead",
                                old, old_value, self.name, key, self.name, key)
@@ -202,10 +208,19 @@ class NodeSpec:
         return node
 
 
-def _dotted(cfg: CfgNode, key: str) -> Any:
+def value_at(cfg: CfgNode, key: str) -> Any:
+    """The value of a dotted key, e.g. value_at(cfg, "DATA.MEAN")."""
     for part in key.split("."):
         cfg = cfg[part]
     return cfg
+
+
+def _leaf_keys(node: dict, prefix: str = "") -> Set[str]:
+    """The dotted keys of every value under `node` (a config, or a file's content)."""
+    keys = set()
+    for name, value in node.items():
+        keys |= _leaf_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {prefix + name}
+    return keys
 
 
 def add_node(spec: NodeSpec) -> None:
@@ -283,10 +298,17 @@ def _explain(err: Exception) -> str:
 
 def load_cfg(cfg_files: Union[str, Sequence[str], None] = None, opts: Iterable[str] = ()) -> CfgNode:
     """Defaults, merged with each of `cfg_files` in order (each with its `_BASE_` chain), then with `KEY VALUE`
-    overrides; frozen. Several files compose: a model file, then a dataset recipe holding only what differs."""
+    overrides; frozen. Several files compose: a model file, then a dataset recipe holding only what differs.
+
+    The keys the files and overrides set are kept with the config (`explicit_keys`). A file that sets every key
+    is a saved config (`cfg.dump()`, a run's config.yaml): it states values, not choices, so it counts as
+    setting none, and the keys set before it no longer hold a choice either.
+    """
     cfg = get_cfg()
+    every_key, chosen = _leaf_keys(cfg), set()
     for cfg_file in [cfg_files] if isinstance(cfg_files, str) else list(cfg_files or ()):
-        _merge_file(cfg, cfg_file)
+        keys = _leaf_keys(_merge_file(cfg, cfg_file))
+        chosen = set() if keys >= every_key else chosen | keys
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
@@ -296,8 +318,15 @@ def load_cfg(cfg_files: Union[str, Sequence[str], None] = None, opts: Iterable[s
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as err:
         raise ConfigError(f"command-line override: {_explain(err)}") from err
+    cfg.__dict__[EXPLICIT_KEYS] = frozenset(chosen | set(opts[0::2]))
     cfg.freeze()
     return cfg
+
+
+def explicit_keys(cfg: CfgNode) -> FrozenSet[str]:
+    """The dotted keys `load_cfg` was told by a config file (with its _BASE_ chain) or an override, a saved
+    config's excepted; empty for a config built otherwise. Copies of the config (clone()) keep them."""
+    return cfg.__dict__.get(EXPLICIT_KEYS, frozenset())
 
 
 def resolve_config(name: str) -> str:
@@ -312,13 +341,15 @@ def resolve_config(name: str) -> str:
                       f"{PACKAGED_CONFIGS}, e.g. kinetics400/nl_i3d_r50_32x2.yaml)")
 
 
-def _merge_file(cfg: CfgNode, name: str) -> None:
+def _merge_file(cfg: CfgNode, name: str) -> dict:
+    """Merge the file `name` means into `cfg`; returns the file's content (its keys over its _BASE_ chain's)."""
     cfg_file = resolve_config(name)
     content = _load_with_bases(cfg_file)
     try:
         cfg.merge_from_other_cfg(CfgNode(content))
     except (KeyError, ValueError, AssertionError) as err:
         raise ConfigError(f"{cfg_file}: {_explain(err)}") from err
+    return content
 
 
 def _renamed(key: str, value, where: str) -> list:

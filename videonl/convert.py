@@ -4,7 +4,8 @@
     videonl convert caffe2 --cfg kinetics400/i3d_r50_32x2.yaml --in i3d_32x2.pkl
 
 Every weight of the configured model must come from the checkpoint and every converted weight must find a
-place in it, so a checkpoint for another architecture fails with the keys that do not match.
+place in it, so a checkpoint for another architecture fails with the keys that do not match (--verbose logs
+every key of another shape).
 
 The converted checkpoint records the input its source was trained on, which testing, prediction and MODEL.INIT
 then feed it: PyTorchVideo, [0, 1] RGB with mean 0.45 and std 0.225; the Caffe2 release, [0, 255] RGB with
@@ -13,6 +14,7 @@ BGR, or --bgr-to-rgb to reverse its stem so that it reads RGB). --classes record
 """
 
 import argparse
+import logging
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -30,7 +32,7 @@ from videonl.models.conversions import (
     load_caffe2_blobs,
     load_pytorchvideo_checkpoint,
 )
-from videonl.models.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
+from videonl.engine.input_spec import CAFFE2_INPUT, PYTORCHVIDEO_INPUT, InputSpec
 from videonl.models.loading import load_complete_state_dict
 
 
@@ -45,12 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="videonl convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cfg", required=True,
-                        help="config (file or packaged name) of the model the checkpoint holds")
+    common.add_argument("--cfg", required=True, action="append",
+                        help="config (file or packaged name) of the model the checkpoint holds; repeat to compose, "
+                        "later files win")
     common.add_argument("--in", dest="input", required=True, metavar="FILE", help="checkpoint to convert")
     common.add_argument("--out", metavar="FILE", help="checkpoint to write (default: OUTPUT_DIR/<input name>.pth)")
     common.add_argument("--classes", metavar="FILE",
                         help="class names to record, a JSON object {name: index} (e.g. kinetics_classnames.json)")
+    common.add_argument("--verbose", action="store_true", help="log the details of loading, e.g. every key whose "
+                        "shape differs from the model's")
     add_overrides(common)
     sources = parser.add_subparsers(dest="source", required=True, metavar="{pytorchvideo,caffe2}")
     source_parsers = {
@@ -79,12 +84,12 @@ def source_input(args: argparse.Namespace) -> InputSpec:
     return InputSpec(CAFFE2_INPUT.mean, CAFFE2_INPUT.std, CAFFE2_INPUT.value_range, order)
 
 
-def recorded_classes(args: argparse.Namespace, num_classes: int) -> Optional[List[str]]:
+def recorded_classes(args: argparse.Namespace, num_classes: int, model_name: str) -> Optional[List[str]]:
     if not args.classes:
         return None
     names = read_class_names(args.classes)
     if len(names) != num_classes:
-        raise CheckpointError(f"{args.classes} names {len(names)} classes, the model of {args.cfg} has {num_classes}")
+        raise CheckpointError(f"{args.classes} names {len(names)} classes, {model_name} has {num_classes}")
     return names
 
 
@@ -95,11 +100,13 @@ def default_output(cfg, input_path: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> str:
     """Convert, check and save; returns the path written."""
     args = parse_args(build_parser(), argv)
-    cfg = load_cfg(args.cfg, args.opts)
-    classes = recorded_classes(args, cfg.MODEL.NUM_CLASSES)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cfg, model_name = load_cfg(args.cfg, args.opts), f"the model of {' + '.join(args.cfg)}"
+    classes = recorded_classes(args, cfg.MODEL.NUM_CLASSES, model_name)
     model = build_model(cfg)
     state, unused = convert_source(args, model)
-    load_complete_state_dict(model, state, args.input, f"the model of {args.cfg}")
+    load_complete_state_dict(model, state, args.input, model_name)
     output = args.out or default_output(cfg, args.input)
     save_checkpoint(output, model, cfg, input_spec=source_input(args),
                     classes=classes,

@@ -20,15 +20,14 @@ import json
 import os
 import sys
 import warnings
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
 
 from videonl.command import add_overrides, parse_args, run
 from videonl.config import ConfigError, load_cfg
-from videonl.engine.runtime import load_model
-from videonl.engine.weight_sources import cfg_for_weights
+from videonl.engine.runtime import load_trained
 from videonl.models.conversions import CheckpointError
 from videonl.models.resnet3d import ModelForTest
 
@@ -108,20 +107,21 @@ def check_parity(model: nn.Module, path: str, fmt: str, clip: torch.Tensor) -> f
     return difference
 
 
-def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> float:
-    """Write the model of `cfg` with `checkpoint`'s weights to `output` and check it; the largest difference."""
+def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> Tuple[float, Dict[str, object]]:
+    """Write the model of `cfg` with `checkpoint`'s weights to `output` and check it; returns the largest
+    difference and the input facts the file records (the input the weights were trained on, unless the config
+    sets its own)."""
     if fmt not in FORMATS:
         raise ValueError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
     if views < 2:
         raise ValueError(f"--views {views}: trace with at least 2 views, so that the batch size stays free")
-    cfg = cfg_for_weights(cfg, checkpoint)  # the input the weights were trained with, unless the config says
-    model = load_model(cfg, checkpoint, device=torch.device("cpu"))
-    pending = output + ".unverified"
+    cfg, model, _ = load_trained(cfg, checkpoint, device=torch.device("cpu"))
+    facts, pending = input_facts(cfg), output + ".unverified"
     (export_onnx if fmt == "onnx" else export_torchscript)(ModelForTest(model).eval(), example_clip(cfg, views), pending,
-                                                           input_facts(cfg))
+                                                           facts)
     difference = check_parity(model, pending, fmt, example_clip(cfg, views + 1, seed=1))
     os.replace(pending, output)
-    return difference
+    return difference, facts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,10 +142,9 @@ def main(argv=None) -> int:
     args = parse_args(build_parser(), argv)
     try:
         cfg = load_cfg(args.cfg, args.opts)
-        difference = export(cfg, args.checkpoint, args.format, args.output, args.views)
+        difference, facts = export(cfg, args.checkpoint, args.format, args.output, args.views)
     except (ConfigError, CheckpointError, ParityError, ValueError) as error:
         raise SystemExit(f"error: {error}")
-    facts = input_facts(cfg)
     print(f"wrote {args.output} ({args.format}{f', opset {ONNX_OPSET}' if args.format == 'onnx' else ''})\n"
           f"  input:  {facts['input']}; {facts['normalisation']}, mean {facts['mean']}, std {facts['std']}\n"
           f"  output: {facts['output']}\n"

@@ -31,9 +31,7 @@ from videonl.data.loader import collate_views
 from videonl.data.transforms import TEST_CROPS
 from videonl.engine.distributed import select_device
 from videonl.engine.evaluate import view_probabilities
-from videonl.engine.runtime import load_model
-from videonl.engine.weight_sources import read_weights_metadata
-from videonl.models.input_spec import adopt_input
+from videonl.engine.runtime import load_trained
 from videonl.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -70,10 +68,8 @@ class Predictor:
 
     def __init__(self, cfg, checkpoint: str, device: Optional[torch.device] = None):
         cfg = load_cfg(cfg) if isinstance(cfg, (str, list, tuple)) else cfg
-        metadata = read_weights_metadata(checkpoint)
-        self.cfg = adopt_input(cfg, metadata.input, checkpoint)
-        self.device = device or select_device(self.cfg.DEVICE)
-        self.model = load_model(self.cfg, checkpoint, self.device)
+        self.device = device or select_device(cfg.DEVICE)
+        self.cfg, self.model, metadata = load_trained(cfg, checkpoint, self.device)
         self.class_names = self._names(metadata.classes, self.cfg.MODEL.NUM_CLASSES, checkpoint)
 
     @staticmethod

@@ -18,7 +18,7 @@ from videonl.command import add_overrides, parse_args, run
 from videonl.config import load_cfg
 from videonl.data.datasets import VideoRecord, read_video_list
 from videonl.data.loader import list_file
-from videonl.engine.runtime import load_model
+from videonl.engine.runtime import load_trained
 from videonl.models.conversions import CheckpointError
 
 DEFAULT_VIDEOS = 32
@@ -34,7 +34,7 @@ def evenly_spaced(records: List[VideoRecord], count: int) -> List[VideoRecord]:
 def run_attention(args, cfg) -> None:
     list_path = args.list or list_file(cfg, "test")
     records = evenly_spaced(read_video_list(list_path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX), args.videos)
-    model = load_model(cfg, args.checkpoint)
+    cfg, model, _ = load_trained(cfg, args.checkpoint)
     rows = attention_statistics(model, cfg, [record.path for record in records], args.queries, args.seed)
     statement = sampling_statement(rows[0]["videos"], args.queries, args.seed, cfg)
     print(statement, "", format_table(rows), sep="\n")
@@ -46,7 +46,7 @@ def run_attention(args, cfg) -> None:
 
 def run_maps(args, cfg) -> None:
     queries = [parse_query(text) for text in args.queries] if args.queries else None
-    model = load_model(cfg, args.checkpoint)
+    cfg, model, _ = load_trained(cfg, args.checkpoint)
     out = args.out or os.path.join(default_out(cfg), "attention_maps")
     for path in render_attention_maps(model, cfg, args.video, out, queries, args.block, args.random, args.seed):
         print(f"wrote {path}")

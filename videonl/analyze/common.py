@@ -15,7 +15,6 @@ from torch import nn
 from videonl.data.datasets import VideoDataset, VideoRecord
 from videonl.data.decode import DecodeError
 from videonl.data.loader import model_input
-from videonl.engine.runtime import memory_format
 from videonl.models.context.attention import AttentionBlock, Window
 from videonl.models.context.non_local import to_windows
 from videonl.models.registry import registered_name
@@ -34,7 +33,7 @@ def centred_clip(cfg, path: str, device: torch.device) -> torch.Tensor:
     item = VideoDataset([VideoRecord(str(path), -1)], "val", cfg)[0]
     if item["views"] is None:
         raise DecodeError(str(path), item["error"])
-    return model_input(item["views"].cut(), cfg, device, memory_format(cfg))
+    return model_input(item["views"].cut(), cfg, device)
 
 
 def denormalised_frames(clip: torch.Tensor, cfg) -> torch.Tensor:

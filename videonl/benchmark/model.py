@@ -38,7 +38,7 @@ from videonl.command import add_overrides
 from videonl.config import load_cfg
 from videonl.data.loader import model_input
 from videonl.engine.optim import build_optimizer
-from videonl.engine.runtime import PRECISIONS, autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.engine.runtime import PRECISIONS, autocast, compiled, grad_scaler, place_model
 from videonl.flops import flop_analysis
 from videonl.models import build_model
 from videonl.models.build import stage_blocks
@@ -108,7 +108,7 @@ def build(job: dict, name: str) -> nn.Module:
 def clip_and_labels(job: dict) -> tuple:
     cfg = job_cfg(job)
     shape = (job["batch"], cfg.DATA.INPUT_CHANNELS, job["frames"], job["size"], job["size"])
-    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]), memory_format(cfg))
+    clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]))
     return clip, torch.randint(cfg.MODEL.NUM_CLASSES, (job["batch"],), device=job["device"])
 
 

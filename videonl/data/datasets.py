@@ -79,9 +79,16 @@ def data_class_names(cfg) -> Optional[List[str]]:
     return read_class_names(path) if os.path.isfile(path) else None
 
 
-def labels_outside(records: List[VideoRecord], num_classes: int) -> List[VideoRecord]:
-    """The records whose label is not a class index 0..num_classes - 1."""
-    return [record for record in records if not 0 <= record.label < num_classes]
+def label_range_problem(records: List[VideoRecord], num_classes: int, list_path: str) -> str:
+    """"" when every label of the list at `list_path` is a class index 0..num_classes - 1; else one line naming
+    the list, its first video with another label, and how many more there are."""
+    outside = [record for record in records if not 0 <= record.label < num_classes]
+    if not outside:
+        return ""
+    first, more = outside[0], len(outside) - 1
+    return (f"{list_path}: label {first.label} of {first.path} is outside 0..{num_classes - 1} (MODEL.NUM_CLASSES "
+            f"{num_classes})" + (f", and {more} more videos with labels outside: "
+                                 f"{sorted({record.label for record in outside})[:5]}" if more else ""))
 
 
 _REPORTED_PATHS = set()

@@ -8,14 +8,14 @@ train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
 val / test: {"views": list of B_ok `VideoViews` (the videos that decoded, in batch order: each its distinct
              frames and the plan of its V views), "label": long [B], "index": long [B], "valid": bool [B],
              "error": list of B strings}
-    `view_batches(batch["views"], cfg, device, memory_format)` sends each video's frames to the device once,
+    `view_batches(batch["views"], cfg, device)` sends each video's frames to the device once,
     cuts the views there and yields them ready for the model, TEST.VIEWS_PER_FORWARD at a time (video-major);
     concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row with valid False
     is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
 Clips and frames are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
 channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
-`model_input(tensor, cfg, device, memory_format)`, which moves it, normalises it when needed and gives it the
-model's memory format (the engine's choice, `engine.runtime.memory_format`).
+`model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
+format (`memory_format`: RUNTIME.CHANNELS_LAST, in which the engine also places the model).
 
 Training uses `TrainSampler`: a seeded permutation per epoch, cut into global batches of which each rank takes
 its slice, yielding (index, seed) pairs so that a clip's augmentation depends only on TRAIN.SEED, the epoch
@@ -163,18 +163,23 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     )
 
 
-def model_input(clips: torch.Tensor, cfg, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
+def memory_format(cfg) -> torch.memory_format:
+    """The layout of the model's weights and inputs: channels-last-3d when RUNTIME.CHANNELS_LAST. The data layer
+    lays its inputs out in it, the engine its model (`engine.runtime.place_model`)."""
+    return torch.channels_last_3d if cfg.RUNTIME.CHANNELS_LAST else torch.contiguous_format
+
+
+def model_input(clips: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
     """A loader tensor on `device`, normalised there when the loader left it uint8 (DATA.NORMALIZE_ON_DEVICE;
     DATA.MEAN, DATA.STD, DATA.CHANNEL_ORDER), in the model's `memory_format`: channels-last-3d is the loader's
     own layout (no copy); contiguous is reordered on the device."""
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
         clips = normalize(clips, cfg.DATA.MEAN, cfg.DATA.STD, cfg.DATA.CHANNEL_ORDER)
-    return clips.contiguous(memory_format=memory_format)
+    return clips.contiguous(memory_format=memory_format(cfg))
 
 
-def view_batches(videos: Sequence[VideoViews], cfg, device: torch.device,
-                 memory_format: torch.memory_format) -> Iterator[torch.Tensor]:
+def view_batches(videos: Sequence[VideoViews], cfg, device: torch.device) -> Iterator[torch.Tensor]:
     """The views of loader videos as model inputs of at most TEST.VIEWS_PER_FORWARD views each, in order (video
     by video), so that 30 views of a long clip need not fit in memory at once. Each video's distinct frames go
     to `device` once and its views are cut there."""
@@ -188,10 +193,10 @@ def view_batches(videos: Sequence[VideoViews], cfg, device: torch.device,
             pieces.append(video.cut(first, count))
             first, filled = first + count, filled + count
             if filled == size:
-                yield model_input(torch.cat(pieces), cfg, device, memory_format)
+                yield model_input(torch.cat(pieces), cfg, device)
                 pieces, filled = [], 0
     if pieces:
-        yield model_input(torch.cat(pieces), cfg, device, memory_format)
+        yield model_input(torch.cat(pieces), cfg, device)
 
 
 def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from videonl.models.conversions.common import CheckpointError, describe, load_weights_only
-from videonl.models.input_spec import InputSpec
+from videonl.engine.input_spec import InputSpec
 
 
 def save_checkpoint(path: str, model: nn.Module, cfg, input_spec: Optional[InputSpec] = None,
@@ -54,7 +54,11 @@ def is_videonl_checkpoint(content) -> bool:
 
 def load_checkpoint(path: str) -> dict:
     """One of our checkpoints: `{"model": state_dict, "cfg": yaml, ...}`."""
-    content = load_weights_only(path)
+    return checked_checkpoint(load_weights_only(path), path)
+
+
+def checked_checkpoint(content, path: str) -> dict:
+    """`content`, read from `path`, if it is one of our checkpoints; a CheckpointError naming what it is else."""
     if not is_videonl_checkpoint(content):
         raise CheckpointError(
             f"{path} is not a videonl checkpoint: expected a dict with 'model' (a state dict) and 'cfg' (YAML), "

@@ -7,7 +7,7 @@ from typing import List
 import torch
 
 from videonl.config import ConfigError
-from videonl.data.datasets import labels_outside, read_video_list
+from videonl.data.datasets import label_range_problem, read_video_list
 from videonl.data.loader import list_file
 from videonl.engine.optim import POLICIES
 from videonl.engine.runtime import PRECISIONS
@@ -93,11 +93,8 @@ def _label_problems(cfg, splits: List[str]) -> List[str]:
                             "TEST.SPLIT)")
             continue
         records = read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
-        outside = sorted({record.label for record in labels_outside(records, classes)})
         if not records:
             problems.append(f"list file {path} holds no videos")
-        elif outside:
-            labels = [record.label for record in records]
-            problems.append(f"{path} has labels in [{min(labels)}, {max(labels)}], outside MODEL.NUM_CLASSES "
-                            f"{classes} (labels 0..{classes - 1}): {outside[:5]}")
+        elif label_problem := label_range_problem(records, classes, path):
+            problems.append(label_problem)
     return problems

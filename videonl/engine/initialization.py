@@ -6,24 +6,24 @@ from typing import Dict
 import torch
 from torch import nn
 
-from videonl.engine.weight_sources import read_weights
+from videonl.engine.weight_sources import Weights
 from videonl.models.loading import LoadReport, load_state_dict_checked
 
 logger = logging.getLogger(__name__)
 CLASSIFIER_KEYS = ("head.fc.weight", "head.fc.bias")
 
 
-def initialize(model: nn.Module, init: str) -> LoadReport:
-    """Load MODEL.INIT (any source `weight_sources` reads) into `model`.
+def initialize(model: nn.Module, init: Weights) -> LoadReport:
+    """Load MODEL.INIT (any source `weight_sources` opens) into `model`.
 
     A classifier for another number of classes (fine-tuning Kinetics -> UCF101) is left at its fresh
     initialisation and logged; any other shape mismatch fails. Missing and unused keys are logged: an
     inflated ImageNet ResNet has no classifier, and a model with blocks has weights no backbone provides.
     """
-    state, unused = read_weights(model, init)
+    state, unused = init.state_for(model)
     if unused:
-        logger.info("MODEL.INIT %s: %d source keys not used: %s", init, len(unused), ", ".join(unused))
-    return load_state_dict_checked(model, _without_other_classifier(model, dict(state), init))
+        logger.info("MODEL.INIT %s: %d source keys not used: %s", init.source, len(unused), ", ".join(unused))
+    return load_state_dict_checked(model, _without_other_classifier(model, dict(state), init.source))
 
 
 def _without_other_classifier(model: nn.Module, state: Dict[str, torch.Tensor], init: str):

@@ -1,21 +1,23 @@
 """How a model runs, the same in training, testing, prediction and benchmarks (the RUNTIME keys): on which
 device, in which memory format (RUNTIME.CHANNELS_LAST), compiled or not (RUNTIME.COMPILE), and in which
-precision (RUNTIME.PRECISION: one autocast context and one grad scaler). The engine hands the memory format
-to the data layer (`data.loader.model_input`), which reads no RUNTIME key itself.
+precision (RUNTIME.PRECISION: one autocast context and one grad scaler). The memory format is the data layer's
+`data.loader.memory_format`, in which `model_input` lays out the inputs and `place_model` the model.
 
 bf16 needs no scaler; fp16 does. A CPU without native bf16 runs bf16 autocast many times slower than fp32
 (25-100x measured on the development machine), which is why `fp32` is the default.
 """
 
 import contextlib
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
+from videonl.data.loader import memory_format
 from videonl.engine.distributed import select_device
+from videonl.engine.weight_sources import Weights, WeightsMetadata, cfg_for_weights, open_weights
 from videonl.models.build import build_model
-from videonl.engine.weight_sources import load_weights
 from videonl.models.conversions import CheckpointError
 
 # RUNTIME.PRECISION -> autocast dtype (None: no autocast); also the choices of `videonl benchmark model --precision`
@@ -41,11 +43,6 @@ def grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=_dtype(cfg) is torch.float16)
 
 
-def memory_format(cfg) -> torch.memory_format:
-    """The layout of the model's weights and inputs: channels-last-3d when RUNTIME.CHANNELS_LAST."""
-    return torch.channels_last_3d if cfg.RUNTIME.CHANNELS_LAST else torch.contiguous_format
-
-
 def place_model(model: nn.Module, cfg, device: torch.device) -> nn.Module:
     """`model` moved to `device`, in the `memory_format` of the config (in place; returned for chaining)."""
     return model.to(device, memory_format=memory_format(cfg))
@@ -56,19 +53,39 @@ def compiled(model: nn.Module, cfg) -> nn.Module:
     return torch.compile(model) if cfg.RUNTIME.COMPILE else model
 
 
-def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> nn.Module:
-    """The config's model with a checkpoint's weights, placed as `place_model` does (on DEVICE
-    unless `device` is given), in eval mode; weights that
-    do not fit fail by name.
+class TrainedModel(NamedTuple):
+    """A trained model, the config that feeds it the input its weights expect, and what the weights say of
+    themselves."""
 
-    Any format the evaluation command reads (`weight_sources.load_weights`); of our training checkpoints only the
-    "model" entry is read, the optimiser state and other entries are ignored. The one way testing,
-    prediction, export and analysis load a trained model.
+    cfg: CfgNode
+    model: nn.Module
+    metadata: WeightsMetadata
+
+
+def load_trained(cfg, checkpoint: str, device: Optional[torch.device] = None) -> TrainedModel:
+    """The one way testing, prediction, export and analysis load weights: `checkpoint` opened once, the input
+    its weights expect adopted into `cfg` (`weight_sources.cfg_for_weights`), the model loaded (`load_model`)."""
+    weights = open_weights(checkpoint)
+    cfg = cfg_for_weights(cfg, weights)
+    return TrainedModel(cfg, _model_with(cfg, weights, device), weights.metadata)
+
+
+def load_model(cfg, checkpoint: str, device: Optional[torch.device] = None) -> nn.Module:
+    """The config's model with a checkpoint's weights, placed as `place_model` does (on DEVICE unless `device`
+    is given), in eval mode; weights that do not fit fail by name. The config is taken as it is: `load_trained`
+    also gives the config that feeds the weights their input.
+
+    Any format the evaluation command reads (`weight_sources.open_weights`); of our training checkpoints only the
+    "model" entry is read, the optimiser state and other entries are ignored.
     """
+    return _model_with(cfg, open_weights(checkpoint), device)
+
+
+def _model_with(cfg, weights: Weights, device: Optional[torch.device]) -> nn.Module:
     model = build_model(cfg)
     try:
-        load_weights(model, checkpoint)
+        weights.load_into(model)
     except CheckpointError as error:
-        raise CheckpointError(f"{checkpoint} does not fit the config's model (is it the config it was trained "
-                              f"with?): {error}") from error
+        raise CheckpointError(f"{weights.source} does not fit the config's model (is it the config it was "
+                              f"trained with?): {error}") from error
     return place_model(model, cfg, device or select_device(cfg.DEVICE)).eval()

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from videonl.engine.checkpoint import CheckpointManager
-from videonl.engine.evaluate import evaluate, format_results
-from videonl.engine.runtime import load_model
+from videonl.engine.evaluate import evaluate
+from videonl.engine.reports import format_results
+from videonl.engine.runtime import load_trained
 from videonl.engine.setup import prepared_run
-from videonl.engine.weight_sources import cfg_for_weights
+from videonl.engine.weight_sources import cfg_for_weights, open_weights
 from videonl.models.conversions import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -38,15 +39,14 @@ def test(cfg) -> dict:
 
 
 def test_model(cfg, device: torch.device, trained: Optional[nn.Module] = None) -> dict:
-    """Test `trained` (the model this run just trained) or the weights `weights_to_test` names, on the input
-    those weights expect (`cfg_for_weights`); results go to OUTPUT_DIR/test/<weights name>/, where an
-    interrupted test resumes."""
+    """Test `trained` (the model this run just trained, whose newest checkpoint records its input) or the
+    weights `weights_to_test` names, on the input those weights expect (`cfg_for_weights`); results go to
+    OUTPUT_DIR/test/<weights name>/, where an interrupted test resumes."""
     source = weights_to_test(cfg)
-    cfg = cfg_for_weights(cfg, source)
     if trained is not None and not cfg.TEST.CHECKPOINT:
-        model = trained
+        cfg, model = cfg_for_weights(cfg, open_weights(source)), trained
     else:
-        model = load_model(cfg, source, device)
+        cfg, model, _ = load_trained(cfg, source, device)
     out_dir = os.path.join(cfg.OUTPUT_DIR, "test", os.path.splitext(os.path.basename(source))[0])
     logger.info("testing %s on %s (%d clips x %s crop per video); results in %s", source, cfg.TEST.SPLIT,
                 cfg.TEST.NUM_CLIPS, cfg.TEST.CROP, out_dir)

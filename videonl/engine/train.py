@@ -19,16 +19,16 @@ from torch import nn
 from videonl.data.loader import build_loader, model_input, set_epoch
 from videonl.engine import distributed
 from videonl.engine.checkpoint import CheckpointManager, rng_state, set_rng_state
-from videonl.engine.checkpoint_format import load_checkpoint
-from videonl.engine.evaluate import evaluate, format_results
+from videonl.engine.evaluate import evaluate
 from videonl.engine.initialization import initialize
 from videonl.engine.logging import MetricsWriter
 from videonl.engine.optim import build_optimizer, learning_rate, log_lr_scaling, set_learning_rate
 from videonl.engine.plots import plot_training_curves
 from videonl.engine.precise_bn import recompute_batch_norm_statistics, updatable_batch_norms
-from videonl.engine.runtime import autocast, compiled, grad_scaler, memory_format, place_model
+from videonl.engine.reports import format_results
+from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.engine.setup import prepared_run
-from videonl.engine.weight_sources import cfg_for_weights
+from videonl.engine.weight_sources import Weights, cfg_for_weights, open_weights
 from videonl.models.build import build_model
 from videonl.progress import Progress, progress
 
@@ -52,34 +52,37 @@ def train_model(cfg, device: torch.device) -> nn.Module:
     """Train as the config says (resuming when a checkpoint exists) and return the trained model; the run is
     set up already (`train` and `launch` do it).
 
-    The data feed MODEL.INIT's weights the input they were trained on, unless the config sets its own.
+    The run starts from its own newest checkpoint, else from MODEL.INIT; that one file is opened once, and
+    the data feed its weights the input they were trained on, unless the config sets its own.
     """
-    cfg = cfg_for_weights(cfg, cfg.MODEL.INIT)
-    global_batch = cfg.DATALOADER.TRAIN_BATCH_SIZE * distributed.world_size()
-    log_lr_scaling(cfg, global_batch)
     checkpoints = CheckpointManager(cfg.OUTPUT_DIR, cfg.TRAIN.CHECKPOINT_KEEP)
     resume_from = checkpoints.latest() if cfg.TRAIN.AUTO_RESUME else None
-    model = training_model(cfg, device, initialise=resume_from is None)
+    start_from = resume_from or cfg.MODEL.INIT
+    weights = open_weights(start_from) if start_from else None
+    cfg = cfg_for_weights(cfg, weights)
+    global_batch = cfg.DATALOADER.TRAIN_BATCH_SIZE * distributed.world_size()
+    log_lr_scaling(cfg, global_batch)
+    model = training_model(cfg, device, init=None if resume_from else weights)
     optimizer, scaler = build_optimizer(model, cfg), grad_scaler(cfg, device)
-    start = restore(resume_from, model, optimizer, scaler) if resume_from else 0
+    start = restore(weights, model, optimizer, scaler) if resume_from else 0
     loop = TrainingLoop(cfg, device, model, optimizer, scaler, checkpoints, global_batch)
     loop.run(start)
     return model
 
 
-def training_model(cfg, device: torch.device, initialise: bool) -> nn.Module:
-    """The model on `device`, with MODEL.INIT loaded unless a checkpoint will overwrite it anyway."""
+def training_model(cfg, device: torch.device, init: Optional[Weights]) -> nn.Module:
+    """The model on `device`, with `init` (MODEL.INIT, unless a checkpoint will overwrite it anyway) loaded."""
     model = build_model(cfg)
-    if initialise and cfg.MODEL.INIT:
-        initialize(model, cfg.MODEL.INIT)
+    if init is not None:
+        initialize(model, init)
     if cfg.TRAIN.SYNC_BN and distributed.world_size() > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return place_model(model, cfg, device)
 
 
-def restore(path: str, model: nn.Module, optimizer, scaler) -> int:
+def restore(weights: Weights, model: nn.Module, optimizer, scaler) -> int:
     """Load a training checkpoint into the run; returns the iteration to continue from."""
-    state = load_checkpoint(path)
+    state, path = weights.checkpoint(), weights.source
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
@@ -145,7 +148,7 @@ class TrainingLoop:
         cfg = self.cfg
         lr = learning_rate(cfg, iteration, self.global_batch)
         set_learning_rate(self.optimizer, lr)
-        clips = model_input(batch["clip"], cfg, self.device, memory_format(cfg))
+        clips = model_input(batch["clip"], cfg, self.device)
         with autocast(cfg, self.device):
             loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())
@@ -228,4 +231,4 @@ class TrainingLoop:
             self.precise_bn_loader = build_loader(self.cfg, "train")
         batches = training_batches(self.precise_bn_loader, PRECISE_BN_EPOCH + done)
         for batch in itertools.islice(batches, self.cfg.TRAIN.PRECISE_BN_BATCHES):
-            yield model_input(batch["clip"], self.cfg, self.device, memory_format(self.cfg))
+            yield model_input(batch["clip"], self.cfg, self.device)

@@ -27,8 +27,9 @@ def load_state_dict_checked(
     """Load `state` into `model` and name every key that did not land.
 
     Missing and unexpected keys are normal in some loads (an inflated ImageNet model has no classifier), so
-    they are logged and returned. A shape mismatch means another architecture and fails, listing both shapes,
-    unless `skip_mismatched` (e.g. a classifier for another number of classes).
+    they are logged and returned. A shape mismatch means another architecture and fails in one line naming the
+    first key with both shapes and counting the others (each logged at INFO level), unless `skip_mismatched` (e.g. a
+    classifier for another number of classes).
     """
     model_shapes = {key: value.shape for key, value in model.state_dict().items()}
     mismatched = {
@@ -37,8 +38,11 @@ def load_state_dict_checked(
         if key in model_shapes and value.shape != model_shapes[key]
     }
     if mismatched and not skip_mismatched:
-        lines = (f"  {key}: checkpoint {source} vs model {target}" for key, (source, target) in mismatched.items())
-        raise CheckpointError("weights do not fit the model (shape mismatch):\n" + "\n".join(lines))
+        for key, (source, target) in mismatched.items():
+            logger.info("shape mismatch: %s: checkpoint %s vs model %s", key, source, target)
+        (key, (source, target)), more = next(iter(mismatched.items())), len(mismatched) - 1
+        raise CheckpointError(f"weights do not fit the model (shape mismatch): {key}: checkpoint {source} vs model "
+                              f"{target}" + (f", and {more} more keys of other shapes (each logged at INFO level)" if more else ""))
     result = model.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
     report = LoadReport(
         missing=[key for key in result.missing_keys if key not in mismatched],

@@ -1,9 +1,9 @@
 """The input a set of weights was trained on: pixel normalisation and channel order.
 
 Weights only compute what they were trained to compute on the input they were trained on, so every checkpoint
-of ours records that input (`InputSpec.to_record`), and testing, prediction and fine-tuning adopt it into the
-config's DATA.MEAN / DATA.STD / DATA.CHANNEL_ORDER (`adopt_input`). The values of the other releases' models
-are their training code's own:
+of ours records that input (`InputSpec.to_record`), and testing, prediction, export, analysis and fine-tuning
+adopt it into the config's DATA.MEAN / DATA.STD / DATA.CHANNEL_ORDER (`adopt_input`), unless the user set those
+keys. The values of the other releases' models are their training code's own:
 
 - torchvision's ImageNet ResNets: [0, 1] RGB, ImageNet mean and std (our defaults);
 - PyTorchVideo's model zoo: [0, 1] RGB, mean 0.45 and std 0.225 per channel (the defaults of its
@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Optional, Tuple
 
-from videonl.config import get_cfg
+from videonl.config import explicit_keys, value_at
 from videonl.data.transforms import CHANNEL_ORDERS
 
 logger = logging.getLogger(__name__)
@@ -80,32 +80,25 @@ def _same(a, b) -> bool:
     return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
 
 
-def _get(cfg, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def adopt_input(cfg, spec: Optional[InputSpec], source: str):
-    """`cfg` with the input the weights of `source` expect, where the config keeps the defaults.
+    """`cfg` with the input the weights of `source` expect, in every key the user did not set.
 
-    A config that sets other values than get_cfg()'s on purpose wins (a logged warning names both); the
-    values adopted are logged too. Returns a frozen copy; `cfg` itself is not changed.
+    A key a config file or an override set (`config.explicit_keys`) wins, with a logged warning naming both
+    values; the values adopted are logged too. Returns a frozen copy; `cfg` itself is not changed.
     """
     if spec is None:
         return cfg
-    defaults, adopted = get_cfg(), []
+    chosen, adopted = explicit_keys(cfg), []
     for key, value in spec.config_values().items():
-        current = _get(cfg, key)
+        current = value_at(cfg, key)
         if _same(current, value):
             continue
-        if _same(current, _get(defaults, key)):
-            adopted += [key, value]
-            logger.info("%s %s: the input the weights of %s were trained on", key, value, source)
-        else:
+        if key in chosen:
             logger.warning("the config sets %s %s, the weights of %s were trained on %s: using the config's",
                            key, current, source, value)
+        else:
+            adopted += [key, value]
+            logger.info("%s %s: the input the weights of %s were trained on", key, value, source)
     result = cfg.clone()
     result.defrost()
     result.merge_from_list(adopted)

@@ -10,13 +10,13 @@ import pytest
 import torch
 from pytorchvideo.models.resnet import create_resnet
 
-from videonl.config import load_cfg
+from videonl.config import get_cfg, load_cfg
 from videonl.convert import main as convert
 from videonl.data.loader import model_input
 from videonl.models import build_model
-from videonl.models.input_spec import CAFFE2_INPUT, InputSpec, adopt_input
+from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec, adopt_input
 from videonl.engine.checkpoint_format import load_checkpoint
-from videonl.engine.weight_sources import cfg_for_weights, load_weights
+from videonl.engine.weight_sources import cfg_for_weights, open_weights
 
 from helpers import CONFIGS, assert_close_to, randomize_batch_norms
 from test_convert import I3D, SMALL_I3D, caffe2_blobs, write_pickle
@@ -46,11 +46,12 @@ def pytorchvideo_normalisation():
 
 def our_logits(cfg_file: str, opts: list, weights: str, clip: torch.Tensor) -> torch.Tensor:
     """The weights in our model, fed `clip` through our input path with the input they record."""
-    cfg = cfg_for_weights(load_cfg(cfg_file, opts), weights)
+    opened = open_weights(weights)
+    cfg = cfg_for_weights(load_cfg(cfg_file, opts), opened)
     model = build_model(cfg).eval()
-    load_weights(model, weights)
+    opened.load_into(model)
     with torch.no_grad():
-        return model(model_input(clip, cfg, CPU, torch.contiguous_format))
+        return model(model_input(clip, cfg, CPU))
 
 
 def test_pytorchvideo_model_on_its_own_normalisation_gives_our_logits_on_uint8_frames(tmp_path):
@@ -110,7 +111,7 @@ def test_converted_checkpoint_records_input_and_class_names(tmp_path):
 
 def test_a_config_that_sets_its_own_normalisation_wins_with_a_warning(caplog):
     spec = InputSpec((0.45,) * 3, (0.225,) * 3, 1.0, "BGR")
-    with caplog.at_level(logging.INFO, logger="videonl.models.input_spec"):
+    with caplog.at_level(logging.INFO, logger="videonl.engine.input_spec"):
         adopted = adopt_input(load_cfg(I3D), spec, "w.pth")
         kept = adopt_input(load_cfg(I3D, ["DATA.MEAN", "[0.5, 0.5, 0.5]"]), spec, "w.pth")
     assert (adopted.DATA.MEAN, adopted.DATA.STD, adopted.DATA.CHANNEL_ORDER) == ([0.45] * 3, [0.225] * 3, "BGR")
@@ -118,3 +119,23 @@ def test_a_config_that_sets_its_own_normalisation_wins_with_a_warning(caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["the config sets DATA.MEAN [0.5, 0.5, 0.5], the weights of w.pth were trained on "
                         "[0.45, 0.45, 0.45]: using the config's"]
+
+
+def test_a_config_file_that_sets_the_default_normalisation_keeps_it(tmp_path):
+    """What the user set counts, not whether it differs from the defaults: ImageNet's mean, written on purpose."""
+    spec = InputSpec((0.45,) * 3, (0.225,) * 3)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("DATA:\n  MEAN: [0.485, 0.456, 0.406]\n")
+    cfg = adopt_input(load_cfg([I3D, str(recipe)]), spec, "w.pth")
+    assert (cfg.DATA.MEAN, cfg.DATA.STD) == ([0.485, 0.456, 0.406], [0.225] * 3)
+
+
+def test_a_saved_config_and_a_config_built_in_python_take_the_weights_input(tmp_path):
+    spec = InputSpec((0.45,) * 3, (0.225,) * 3)
+    saved = tmp_path / "config.yaml"
+    saved.write_text(load_cfg(I3D).dump())  # a run's config.yaml states every key, chooses none
+    built = get_cfg()
+    built.DATA.MEAN = [0.5, 0.5, 0.5]  # not through load_cfg: nothing recorded as chosen
+    for cfg in (load_cfg(str(saved)), built):
+        adopted = adopt_input(cfg, spec, "w.pth")
+        assert (adopted.DATA.MEAN, adopted.DATA.STD) == ([0.45] * 3, [0.225] * 3)
