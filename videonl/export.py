@@ -30,7 +30,7 @@ from videonl.config import ConfigError, load_cfg
 from videonl.engine.runtime import load_model
 from videonl.engine.weight_sources import cfg_for_weights
 from videonl.models.conversions import CheckpointError
-from videonl.models.resnet3d import ModelForTest
+from videonl.models.interface import ModelForTest
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 23  # the first with an Attention op: the non-local block's fused path stays one node

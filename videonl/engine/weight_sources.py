@@ -63,7 +63,7 @@ def read_weights(model: nn.Module, source: str):
     if file_format == "torchvision":
         return inflate_2d_state_dict(content, model)
     if file_format == "pytorchvideo":
-        return convert_pytorchvideo(content["model_state"])
+        return convert_pytorchvideo(content["model_state"], model)
     raise CheckpointError(
         f"{source} is neither a videonl checkpoint, a torchvision 2D ResNet nor a PyTorchVideo checkpoint: "
         f"found {describe(content)}"
