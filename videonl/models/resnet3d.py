@@ -115,7 +115,7 @@ class Bottleneck(nn.Module):
         context: the context block, or None.
         position: where `context` sits, one of `registry.POSITIONS`.
         conv_b: builds the 3x3 conv (torchvision's conv maker, PyTorchVideo's `conv_b`); the 1x1 convs and the
-            projection stay nn.Conv3d, whose weights the foreign checkpoints hold.
+            projection are nn.Conv3d, as in both anchors' variants.
         activation: builds each activation: after conv_a, after conv_b, after the add.
     """
 
