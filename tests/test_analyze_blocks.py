@@ -10,7 +10,8 @@ from videonl.analyze.statistics import block_statistics
 from videonl.models.context import non_local
 from videonl.models.context.attention import AttentionKind
 from videonl.models.context.global_context import GCBlock, SqueezeExcite
-from videonl.models.context.non_local import INSTANTIATIONS, NonLocal, from_windows, to_windows
+from videonl.models.context.non_local import INSTANTIATIONS, NonLocal
+from videonl.models.context.windows import from_windows, to_windows
 
 # (mode, frames per group, pool): whole clip, per frame, per pixel track, groups of frames, pooled time.
 LAYOUTS = [("spacetime", 0, (1, 2, 2)), ("space", 0, (1, 2, 2)), ("time", 0, (1, 1, 1)), ("spacetime", 2, (1, 2, 2)),

@@ -29,7 +29,7 @@ def test_every_default_has_a_comment():
     """config.py's keys carry a comment there; a plug-in's (a block's) carry one in its NodeSpec."""
     lines = Path(config_module.__file__).read_text().splitlines()
     plugins = {spec.name: spec for spec in plugin_nodes()}
-    assert {"NONLOCAL", "GC", "SE", "CGNL", "SGE", "COT"} <= set(plugins)
+    assert {"RESNET", "NONLOCAL", "GC", "SE", "CGNL", "SGE", "COT"} <= set(plugins)
     for key in _leaf_keys(get_cfg()):
         node, _, rest = key.partition(".")
         if node in plugins:

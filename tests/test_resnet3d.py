@@ -1,3 +1,4 @@
+import functools
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from torch import nn
 from videonl.config import load_cfg
 from videonl.models import build_model, register_context_block
 from videonl.models.norm import FrozenBatchNorm3d
-from videonl.models.resnet3d import Bottleneck
+from videonl.models.resnet3d import Bottleneck, Stem, VideoResNet
 
 from helpers import randomize_batch_norms
 
@@ -101,6 +102,31 @@ def test_single_window_and_training_give_plain_logits():
         model.head.dropout.p = 0.0
         model.apply(lambda m: m.eval() if isinstance(m, nn.BatchNorm3d) else None)
         torch.testing.assert_close(model(clip), expected)
+
+
+def test_the_stem_builds_its_conv_with_conv3d_keywords():
+    calls = []
+
+    def recording_conv(**kwargs):
+        calls.append(kwargs)
+        return nn.Conv3d(**kwargs)
+
+    Stem(3, 8, nn.BatchNorm3d, t_kernel=5, t_stride=2, conv=recording_conv)
+    assert calls == [dict(in_channels=3, out_channels=8, kernel_size=(5, 7, 7), stride=(2, 2, 2), padding=(2, 3, 3),
+                          bias=False)]
+
+
+def test_injected_builders_make_every_3x3_conv_and_activation_and_keep_the_parameter_names():
+    plain = VideoResNet(blocks=(1, 2, 1, 1), width=4, num_classes=3)
+    model = VideoResNet(blocks=(1, 2, 1, 1), width=4, num_classes=3, conv_b=functools.partial(nn.Conv3d, groups=2),
+                        activation=nn.GELU)
+    bottlenecks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    assert len(bottlenecks) == 5 and all(block.conv_b.groups == 2 for block in bottlenecks)
+    assert model.res3[1].conv_b.weight.shape == (8, 4, 1, 3, 3)  # res3's 8 inner channels in 2 groups of 4
+    activations = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.GELU))]
+    assert len(activations) == 1 + 3 * 5 and all(isinstance(m, nn.GELU) for m in activations)
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    assert model(torch.randn(2, 3, 4, 32, 32)).shape == (2, 3)
 
 
 class Negate(nn.Module):

@@ -7,9 +7,10 @@ told apart from a default without comparing values.
 A config file is named by its path or by its place among the configs shipped in the package
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 
-A plug-in (a context block) declares its own node beside its code as a `NodeSpec` and adds it with `add_node`;
-`get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`) and the user's
-(the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks videonl train ...`).
+A plug-in (a context block, a backbone) declares its own node beside its code as a `NodeSpec` and adds it with
+`add_node`; `get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`) and the
+user's (the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks videonl
+train ...`).
 """
 
 import copy
@@ -47,26 +48,12 @@ def get_cfg() -> CfgNode:
     _C = CfgNode()
 
     _C.MODEL = CfgNode()
+    _C.MODEL.BACKBONE = "resnet3d"  # registered backbone (models/backbones.py); resnet3d reads the RESNET node
     _C.MODEL.NUM_CLASSES = 400  # classifier outputs
     _C.MODEL.DROPOUT = 0.5  # dropout before the classifier (non-local paper: 0.5)
     _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, average the softmax (paper's test)
     _C.MODEL.HEAD_POOL = 7  # spatial window of the fully-convolutional test head (7 = res5 at 224 pixels)
     _C.MODEL.INIT = ""  # "" random; "imagenet" inflated; .pth/.pt/.pyth: ours, torchvision, PyTorchVideo; .pkl: Caffe2
-
-    _C.RESNET = CfgNode()
-    _C.RESNET.DEPTH = 50  # 50 or 101 (bottleneck blocks per stage: 3,4,6,3 or 3,4,23,3)
-    _C.RESNET.BLOCKS = []  # blocks per stage res2..res5; overrides DEPTH when given (small test models)
-    _C.RESNET.WIDTH = 64  # stem channels; stage widths scale with it (64 = standard ResNet)
-    _C.RESNET.STEM_TEMPORAL_KERNEL = 1  # temporal kernel of conv1 (C2D/slow 1, I3D 5)
-    # Temporal kernels, one list per stage res2..res5 repeated over its blocks: [3, 1] = 3 on blocks 0, 2, ...
-    _C.RESNET.TEMPORAL_KERNEL_A = [[1], [1], [1], [1]]  # of each bottleneck's first 1x1 conv (I3D 3x1x1)
-    _C.RESNET.TEMPORAL_KERNEL_B = [[1], [1], [1], [1]]  # of each bottleneck's 3x3 conv (I3D 3x3x3)
-    _C.RESNET.STEM_TEMPORAL_STRIDE = 1  # temporal stride of conv1 (paper's 32-frame layout: 2)
-    _C.RESNET.POOL1_TEMPORAL_KERNEL = 1  # temporal kernel of the max-pool after conv1 (paper 32-frame: 3)
-    _C.RESNET.POOL1_TEMPORAL_STRIDE = 1  # its temporal stride (paper 32-frame: 2)
-    _C.RESNET.POOL2_TEMPORAL_KERNEL = 0  # temporal max-pool after res2; 0 = none (8x8 layouts: 2, paper: 3)
-    _C.RESNET.POOL2_TEMPORAL_STRIDE = 2  # its temporal stride
-    _C.RESNET.ZERO_INIT_FINAL_BN = True  # last BN of every residual branch starts at gamma 0
 
     _C.BN = CfgNode()
     _C.BN.EPS = 1e-5  # BatchNorm epsilon
@@ -164,12 +151,13 @@ def get_cfg() -> CfgNode:
 
     _C.DEVICE = "auto"  # cuda (this process's local GPU under torchrun) when available, else cpu; or cpu / cuda
     _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
-    _add_plugin_nodes(_C)  # each context block's own settings (NONLOCAL, GC, SE, CGNL, SGE, COT, ...)
+    _add_plugin_nodes(_C)  # each backbone's and context block's own settings (RESNET, NONLOCAL, GC, SE, ...)
     return _C
 
 
-PLUGINS = ("videonl.models.context",)  # imported by get_cfg(): the package's own blocks, which add their nodes
-PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's own blocks, imported after PLUGINS
+# Imported by get_cfg(): the package's own blocks and backbone, which add their nodes.
+PLUGINS = ("videonl.models.context", "videonl.models.resnet3d")
+PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's blocks and backbones, imported after PLUGINS
 _PLUGIN_NODES: Dict[str, "NodeSpec"] = {}
 
 

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def convert_source(args: argparse.Namespace, model):
     """(state in our names, unused source keys) of the checkpoint `args` names."""
     if args.source == "pytorchvideo":
-        return convert_pytorchvideo(load_pytorchvideo_checkpoint(args.input))
+        return convert_pytorchvideo(load_pytorchvideo_checkpoint(args.input), model)
     return convert_caffe2(load_caffe2_blobs(args.input), model, bgr_to_rgb=args.bgr_to_rgb)
 
 

@@ -29,7 +29,7 @@ from videonl.command import add_overrides, parse_args, run
 from videonl.config import ConfigError, load_cfg
 from videonl.engine.runtime import load_trained
 from videonl.models.conversions import CheckpointError
-from videonl.models.resnet3d import ModelForTest
+from videonl.models.interface import ModelForTest
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 23  # the first with an Attention op: the non-local block's fused path stays one node

@@ -15,7 +15,8 @@ from videonl.command import add_overrides, parse_args, run
 from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.models import build_model
-from videonl.models.resnet3d import Bottleneck, ModelForTest
+from videonl.models.interface import ModelForTest
+from videonl.models.registry import is_context_block
 
 
 def _count_params(module: torch.nn.Module) -> int:
@@ -44,14 +45,14 @@ def model_report(cfg, crop: Optional[int] = None, frames: Optional[int] = None) 
     by_module = {name.removeprefix("model."): count for name, count in analysis.by_module().items()}
     blocks = [
         {
-            "name": f"{name}.context",
-            "type": type(module.context).__name__,
-            "position": module.position,
-            "params_m": _count_params(module.context) / 1e6,
-            "gflops": by_module.get(f"{name}.context", 0) / 1e9,
+            "name": name,
+            "type": type(module).__name__,
+            "position": cfg.CONTEXT.POSITION,
+            "params_m": _count_params(module) / 1e6,
+            "gflops": by_module.get(name, 0) / 1e9,
         }
         for name, module in model.named_modules()
-        if isinstance(module, Bottleneck) and module.context is not None
+        if is_context_block(module)
     ]
     return {
         "input_shape": list(clip.shape),

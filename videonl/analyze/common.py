@@ -15,8 +15,8 @@ from torch import nn
 from videonl.data.datasets import VideoDataset, VideoRecord
 from videonl.data.decode import DecodeError
 from videonl.data.loader import model_input
-from videonl.models.context.attention import AttentionBlock, Window
-from videonl.models.context.non_local import to_windows
+from videonl.models.context.attention import AttentionBlock
+from videonl.models.context.windows import Window, to_windows
 from videonl.models.registry import registered_name
 
 

@@ -25,7 +25,7 @@ from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.info import stage_shapes
 from videonl.models import build_model
-from videonl.models.build import backbone_norm
+from videonl.models.norm import backbone_norm
 from videonl.models.registry import STAGES, build_context_block, context_block_names, site_for
 
 MEASURED_STAGES = STAGES[1:]  # res3..res5, where the papers place their blocks (SE's res2 aside)

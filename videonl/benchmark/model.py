@@ -41,8 +41,8 @@ from videonl.engine.optim import build_optimizer
 from videonl.engine.runtime import PRECISIONS, autocast, compiled, grad_scaler, place_model
 from videonl.flops import flop_analysis
 from videonl.models import build_model
-from videonl.models.build import stage_blocks
 from videonl.models.registry import STAGES, placement
+from videonl.models.resnet3d import stage_blocks
 
 OURS = "videonl"
 COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
@@ -52,8 +52,9 @@ PEAK = "fp32 matmul"
 
 def backbone(cfg) -> tuple:
     """What makes two backbones the same network up to their width, read from the built plain backbone (on the
-    meta device, so nothing is allocated): its input channels and every layer before the head by name, type,
-    kernel and stride. Whatever key shapes the network is thereby compared, with no list of keys to keep."""
+    meta device, so nothing is allocated): its input channels (DATA.INPUT_CHANNELS, as every model reads) and
+    every layer of its `stage_modules` by name, type, kernel and stride. Whatever key shapes the network is
+    thereby compared, with no list of keys to keep."""
     plain = cfg.clone()
     plain.defrost()
     plain.CONTEXT.BLOCK = ""
@@ -63,7 +64,7 @@ def backbone(cfg) -> tuple:
         model = build_model(plain)
     layers = tuple((name, type(module).__name__, getattr(module, "kernel_size", None), getattr(module, "stride", None))
                    for part_name, part in model.stage_modules() for name, module in part.named_modules(prefix=part_name))
-    return model.stem.conv.in_channels, layers
+    return cfg.DATA.INPUT_CHANNELS, layers
 
 
 @functools.lru_cache(maxsize=None)

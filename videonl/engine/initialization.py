@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from videonl.engine.weight_sources import Weights
+from videonl.models.interface import classifier_keys
 from videonl.models.loading import LoadReport, load_state_dict_checked
 
 logger = logging.getLogger(__name__)
-CLASSIFIER_KEYS = ("head.fc.weight", "head.fc.bias")
 
 
 def initialize(model: nn.Module, init: Weights) -> LoadReport:
@@ -28,9 +28,8 @@ def initialize(model: nn.Module, init: Weights) -> LoadReport:
 
 def _without_other_classifier(model: nn.Module, state: Dict[str, torch.Tensor], init: str):
     target = model.state_dict()
-    classifier = [key for key in CLASSIFIER_KEYS
-                  if key in state and key in target and state[key].shape != target[key].shape]
+    classifier = [key for key in classifier_keys(model) if key in state and state[key].shape != target[key].shape]
     if classifier:
-        logger.info("MODEL.INIT %s: its classifier has %d classes, the model %d: head.fc re-initialised", init,
-                    state["head.fc.weight"].shape[0], target["head.fc.weight"].shape[0])
+        logger.info("MODEL.INIT %s: its classifier has %d classes, the model %d: %s re-initialised", init,
+                    state[classifier[0]].shape[0], target[classifier[0]].shape[0], model.classifier_name)
     return {key: value for key, value in state.items() if key not in classifier}

@@ -80,7 +80,7 @@ class Weights:
         if self.format == "torchvision":
             return inflate_2d_state_dict(self.content, model)
         if self.format == "pytorchvideo":
-            return convert_pytorchvideo(self.content["model_state"])
+            return convert_pytorchvideo(self.content["model_state"], model)
         return self.content["model"], []
 
     def load_into(self, model: nn.Module) -> None:

@@ -1,54 +1,25 @@
-"""build_model(cfg): the config's backbone, context blocks and head, freshly initialised (MODEL.INIT's weights
-are the engine's: `videonl.engine.initialization`)."""
-
-from typing import Callable, Tuple
+"""build_model(cfg): the model of the backbone MODEL.BACKBONE names, with the context blocks and head the config
+describes, freshly initialised (MODEL.INIT's weights are the engine's: `videonl.engine.initialization`)."""
 
 from torch import nn
 
-from videonl.models import context  # noqa: F401  (registers the package's context blocks)
-from videonl.models.norm import make_norm
-from videonl.models.registry import context_factory
-from videonl.models.resnet3d import STAGE_BLOCKS, VideoResNet
+from videonl.models import context, resnet3d  # noqa: F401  (register the package's context blocks and backbone)
+from videonl.models.backbones import BACKBONES
+from videonl.models.interface import VideoModel, check_model
+from videonl.models.registry import context_block_class
 
 
-def stage_blocks(cfg) -> Tuple[int, ...]:
-    """Residual blocks per stage: RESNET.BLOCKS when given, else the standard table for RESNET.DEPTH."""
-    if cfg.RESNET.BLOCKS:
-        if len(cfg.RESNET.BLOCKS) != 4:
-            raise ValueError(f"RESNET.BLOCKS needs 4 entries (res2..res5), got {list(cfg.RESNET.BLOCKS)}")
-        return tuple(cfg.RESNET.BLOCKS)
-    if cfg.RESNET.DEPTH not in STAGE_BLOCKS:
-        raise ValueError(f"RESNET.DEPTH {cfg.RESNET.DEPTH} is not one of {sorted(STAGE_BLOCKS)}; set RESNET.BLOCKS")
-    return STAGE_BLOCKS[cfg.RESNET.DEPTH]
-
-
-def backbone_norm(cfg) -> Callable[[int], nn.Module]:
-    """The normalisation every layer of the backbone, and every context block that normalises, uses (BN.*)."""
-    return make_norm(cfg.BN.EPS, cfg.BN.MOMENTUM, cfg.BN.FROZEN)
-
-
-def build_model(cfg) -> nn.Module:
-    """The model the config describes, with fresh weights."""
-    blocks = stage_blocks(cfg)
-    model = VideoResNet(
-        blocks=blocks,
-        width=cfg.RESNET.WIDTH,
-        stem_t_kernel=cfg.RESNET.STEM_TEMPORAL_KERNEL,
-        stem_t_stride=cfg.RESNET.STEM_TEMPORAL_STRIDE,
-        pool1_t_kernel=cfg.RESNET.POOL1_TEMPORAL_KERNEL,
-        pool1_t_stride=cfg.RESNET.POOL1_TEMPORAL_STRIDE,
-        pool2_t_kernel=cfg.RESNET.POOL2_TEMPORAL_KERNEL,
-        pool2_t_stride=cfg.RESNET.POOL2_TEMPORAL_STRIDE,
-        t_kernels_a=cfg.RESNET.TEMPORAL_KERNEL_A,
-        t_kernels_b=cfg.RESNET.TEMPORAL_KERNEL_B,
-        norm=backbone_norm(cfg),
-        make_context=context_factory(cfg, blocks),
-        context_position=cfg.CONTEXT.POSITION,
-        num_classes=cfg.MODEL.NUM_CLASSES,
-        dropout=cfg.MODEL.DROPOUT,
-        head_pool=cfg.MODEL.HEAD_POOL,
-        fully_conv_test=cfg.MODEL.FULLY_CONV_TEST,
-        input_channels=cfg.DATA.INPUT_CHANNELS,
-        zero_init_final_bn=cfg.RESNET.ZERO_INIT_FINAL_BN,
-    )
+def build_model(cfg) -> VideoModel:
+    """The model the config describes, with fresh weights; one that lacks part of the model interface, or
+    places none of the context blocks the config asks for, fails naming MODEL.BACKBONE."""
+    built_by = f"MODEL.BACKBONE '{cfg.MODEL.BACKBONE}'"
+    model = BACKBONES.entry(cfg.MODEL.BACKBONE).cls.from_config(cfg)
+    check_model(model, built_by)
+    _check_context_placed(model, cfg, built_by)
     return model
+
+
+def _check_context_placed(model: nn.Module, cfg, built_by: str) -> None:
+    if cfg.CONTEXT.BLOCK and not any(isinstance(m, context_block_class(cfg.CONTEXT.BLOCK)) for m in model.modules()):
+        raise ValueError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' is set, but {built_by} placed no such block: it does "
+                         "not place context blocks (set CONTEXT.BLOCK '' and CONTEXT.RES2..RES5 [])")

@@ -44,3 +44,8 @@ def make_norm(eps: float = 1e-5, momentum: float = 0.1, frozen: bool = False) ->
 def learns(norm: Callable[[int], nn.Module]) -> bool:
     """Whether the layers `norm` makes have parameters to train (frozen BatchNorm's have none)."""
     return any(True for _ in norm(1).parameters())
+
+
+def backbone_norm(cfg) -> Callable[[int], nn.Module]:
+    """The normalisation every layer of a backbone, and every context block that normalises, uses (BN.*)."""
+    return make_norm(cfg.BN.EPS, cfg.BN.MOMENTUM, cfg.BN.FROZEN)

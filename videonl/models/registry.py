@@ -18,7 +18,8 @@ from typing import Callable, Dict, Optional, Tuple
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from videonl.config import NodeSpec, add_node
+from videonl.config import NodeSpec
+from videonl.models.class_registry import ClassRegistry
 
 STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_block", "after_conv_c", "after_add", "conv_b")
@@ -37,13 +38,7 @@ class Site:
     norm: Norm = nn.BatchNorm3d
 
 
-@dataclass(frozen=True)
-class _Entry:
-    block_class: type
-    settings: Optional[NodeSpec]
-
-
-_CONTEXT_BLOCKS: Dict[str, _Entry] = {}
+CONTEXT_BLOCKS = ClassRegistry("context block", "CONTEXT.BLOCK", "from_config(settings, site)")
 
 
 def register_context_block(name: str, settings: Optional[NodeSpec] = None) -> Callable[[type], type]:
@@ -51,46 +46,30 @@ def register_context_block(name: str, settings: Optional[NodeSpec] = None) -> Ca
 
     Blocks may share one node (the GCNet presets share GC).
     """
-
-    def register(cls: type) -> type:
-        if name in _CONTEXT_BLOCKS:
-            known = _CONTEXT_BLOCKS[name].block_class.__name__
-            raise ValueError(f"context block '{name}' is already registered by {known}")
-        if not hasattr(cls, "from_config"):
-            raise TypeError(f"context block {cls.__name__} needs a from_config(settings, site) classmethod")
-        if settings is not None:
-            add_node(settings)
-        _CONTEXT_BLOCKS[name] = _Entry(cls, settings)
-        return cls
-
-    return register
+    return CONTEXT_BLOCKS.register(name, settings)
 
 
 def context_block_names() -> Tuple[str, ...]:
-    return tuple(sorted(_CONTEXT_BLOCKS))
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _CONTEXT_BLOCKS:
-        known = ", ".join(context_block_names()) or "none registered"
-        raise KeyError(f"CONTEXT.BLOCK '{name}' is not a registered context block (known: {known})")
-    return _CONTEXT_BLOCKS[name]
+    return CONTEXT_BLOCKS.names()
 
 
 def context_block_class(name: str) -> type:
-    return _entry(name).block_class
+    return CONTEXT_BLOCKS.entry(name).cls
 
 
 def registered_name(block: nn.Module) -> str:
     """The CONTEXT.BLOCK name of a block's class (its class name when it is not registered)."""
-    names = [name for name, entry in sorted(_CONTEXT_BLOCKS.items()) if entry.block_class is type(block)]
-    return names[0] if names else type(block).__name__
+    return CONTEXT_BLOCKS.name_of(block)
+
+
+def is_context_block(module: nn.Module) -> bool:
+    """Whether `module` is a block of a registered class: how the tools find the blocks a backbone placed."""
+    return CONTEXT_BLOCKS.holds(module)
 
 
 def block_settings(cfg: CfgNode, name: str) -> Optional[CfgNode]:
     """The values of block `name`'s own node in `cfg` (None for a block without settings)."""
-    settings = _entry(name).settings
-    return settings.read(cfg) if settings is not None else None
+    return CONTEXT_BLOCKS.settings(cfg, name)
 
 
 def site_for(name: str, stage: str, dim_inner: int, dim_out: int, stride: int, norm: Norm) -> Site:

@@ -11,7 +11,7 @@ from typing import Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 
-Window = Tuple[int, int, int]  # (t, h, w) positions
+from videonl.models.context.windows import Window
 
 
 @dataclass(frozen=True)
@@ -35,4 +35,4 @@ class AttentionBlock(Protocol):
 
     def attention_maps(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """[B * windows, len(rows), keys]: the maps of query `rows` (positions within a window) of every window,
-        windows in the order `non_local.to_windows` groups them."""
+        windows in the order `windows.to_windows` groups them."""

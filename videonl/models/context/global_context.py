@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from videonl.config import NodeSpec
-from videonl.models.context.attention import AttentionKind, Window
+from videonl.models.context.attention import AttentionKind
+from videonl.models.context.windows import Window
 from videonl.models.registry import Site, register_context_block
 
 POOLINGS = ("attention", "average")

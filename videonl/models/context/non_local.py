@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from videonl.config import NodeSpec
-from videonl.models.context.attention import AttentionKind, Window
+from videonl.models.context.attention import AttentionKind
+from videonl.models.context.windows import Window, from_windows, to_windows
 from videonl.models.norm import learns
 from videonl.models.registry import STAGES, Site, register_context_block
 
@@ -28,26 +29,6 @@ INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation
 SOFTMAX_INSTANTIATIONS = ("gaussian", "embedded_gaussian")  # whose maps sum to 1 over the keys
 MODES = ("spacetime", "space", "time")
 INIT_STD = 0.01  # Gaussian init of the block's convs, as the official code
-
-
-def to_windows(x: torch.Tensor, window: Tuple[int, int, int]) -> torch.Tensor:
-    """[B, C, T, H, W] -> [B * windows, positions per window, C] for windows of `window` (t, h, w)."""
-    b, c, t, h, w = x.shape
-    wt, wh, ww = window
-    x = x.reshape(b, c, t // wt, wt, h // wh, wh, w // ww, ww)
-    return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(-1, wt * wh * ww, c)
-
-
-def from_windows(y: torch.Tensor, shape: Sequence[int], window: Tuple[int, int, int]) -> torch.Tensor:
-    """Inverse of `to_windows` for a map of `shape` [B, C, T, H, W], in contiguous channels-first memory.
-
-    Without the copy a whole-clip window comes back as a channels-last view, and the convolution and the
-    BatchNorm after it run several times slower on the CPU in that layout.
-    """
-    b, c, t, h, w = shape
-    wt, wh, ww = window
-    y = y.reshape(b, t // wt, h // wh, w // ww, wt, wh, ww, c)
-    return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, t, h, w).contiguous()
 
 
 FAST_PATH_MIN_RATIO = 4  # fast paths where the [L, M] matrix is 4x the [L + M, d] inputs (BENCHMARKS.md)
@@ -162,7 +143,7 @@ class NonLocal(nn.Module):
         else:
             nn.init.zeros_(self.conv_out.weight)
 
-    def windows(self, shape: Sequence[int]) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
+    def windows(self, shape: Sequence[int]) -> Tuple[Window, Window]:
         """Query and key windows (t, h, w) for a map of `shape` [B, C, T, H, W]."""
         _, _, t, h, w = shape
         group = self.frames_per_group or t

@@ -1,4 +1,5 @@
-"""Weights of other releases in our parameter names: one module per format, the shared helpers in `common`.
+"""Weights of other releases (all ResNets) in the resnet3d backbone's parameter names: one module per format,
+the shared helpers in `common`.
 
 - `torchvision_resnet`: torchvision's 2D ResNets (ImageNet), inflated to 3D;
 - `pytorchvideo`: PyTorchVideo's model zoo, `{"model_state": state_dict}`;

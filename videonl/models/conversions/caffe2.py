@@ -16,7 +16,7 @@ except ImportError:  # numpy < 2
 
 from videonl.models.norm import FrozenBatchNorm3d
 
-from videonl.models.conversions.common import CheckpointError, Rules, describe, rename_keys
+from videonl.models.conversions.common import CheckpointError, Rules, describe, rename_keys, require_resnet3d
 
 CAFFE2_BN_FIELDS = (("s", "weight"), ("b", "bias"), ("rm", "running_mean"), ("riv", "running_var"))
 
@@ -94,6 +94,7 @@ def convert_caffe2(blobs: Mapping[str, np.ndarray], model: nn.Module, bgr_to_rgb
     The classifier may be stored conv-shaped ([K, C, 1, 1, 1]); it is the same matrix. With `bgr_to_rgb`
     the stem's input channels are reversed, for a model trained on BGR frames that will now read RGB.
     """
+    require_resnet3d(model, "Caffe2")
     renamed, unused = rename_keys(blobs, CAFFE2_RULES)
     state = {key: torch.tensor(np.asarray(value)) for key, value in renamed.items()}
     if "head.fc.weight" in state:

@@ -1,13 +1,18 @@
 """What every foreign format shares: renaming keys by rules, reading a torch file safely, naming what was found.
 
 A foreign checkpoint reaches our parameter names through a table of (regex, replacement) rules applied by
-`rename_keys`, so supporting new blobs is adding rows.
+`rename_keys`, so supporting new blobs is adding rows. Every format holds a ResNet, and the rules write the
+`resnet3d` backbone's names, so a model of another backbone is refused by name (`require_resnet3d`).
 """
 
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import torch
+from torch import nn
+
+from videonl.models.backbones import BACKBONES
+from videonl.models.resnet3d import VideoResNet
 
 Rules = Sequence[Tuple[str, str]]  # (pattern matching a whole source key, replacement as in re.sub)
 Value = TypeVar("Value")
@@ -15,6 +20,13 @@ Value = TypeVar("Value")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file or the keys and says why."""
+
+
+def require_resnet3d(model: nn.Module, source_format: str) -> None:
+    """CheckpointError unless `model` is a resnet3d model, the only backbone the foreign formats convert to."""
+    if not isinstance(model, VideoResNet):
+        raise CheckpointError(f"{source_format} weights convert to the resnet3d backbone's parameters only, not to "
+                              f"MODEL.BACKBONE '{BACKBONES.name_of(model)}'")
 
 
 def rename_keys(state: Mapping[str, Value], rules: Rules) -> Tuple[Dict[str, Value], List[str]]:

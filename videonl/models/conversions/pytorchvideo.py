@@ -4,11 +4,12 @@ import re
 from typing import Dict, Mapping
 
 import torch
+from torch import nn
 
 from videonl.models.registry import STAGES
 
 from videonl.models.conversions.common import (CheckpointError, Rules, describe, load_weights_only, per_stage,
-                                               rename_keys)
+                                               rename_keys, require_resnet3d)
 
 # Inside one stage of blocks.N.res_blocks: branch2 is the residual branch, branch1 the projection shortcut.
 PYTORCHVIDEO_BLOCK_RULES = (
@@ -37,8 +38,10 @@ def pytorchvideo_rules(state: Mapping[str, torch.Tensor]) -> Rules:
     )
 
 
-def convert_pytorchvideo(state: Mapping[str, torch.Tensor]):
-    """A PyTorchVideo ResNet state dict in our names; returns (state, unused source keys)."""
+def convert_pytorchvideo(state: Mapping[str, torch.Tensor], model: nn.Module):
+    """A PyTorchVideo ResNet state dict in the names of `model` (a resnet3d model); returns (state, unused source
+    keys)."""
+    require_resnet3d(model, "PyTorchVideo")
     return rename_keys(state, pytorchvideo_rules(state))
 
 

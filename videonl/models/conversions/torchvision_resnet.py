@@ -9,7 +9,7 @@ from videonl.models.inflation import inflate_state_dict
 from videonl.models.registry import STAGES
 from videonl.models.resnet3d import STAGE_BLOCKS
 
-from videonl.models.conversions.common import per_stage, rename_keys
+from videonl.models.conversions.common import per_stage, rename_keys, require_resnet3d
 
 # layer1..layer4 are res2..res5; conv1/2/3 and bn1/2/3 are a/b/c; downsample is the shortcut projection.
 TORCHVISION_BLOCK_RULES = (
@@ -36,6 +36,7 @@ def inflate_2d_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module
 
     Returns (state, unused source keys); the classifier `fc.*` is among the unused keys.
     """
+    require_resnet3d(model, "torchvision ResNet")
     state, unused = rename_keys(state_2d, TORCHVISION_RULES)
     return inflate_state_dict(state, model), unused
 
@@ -45,6 +46,7 @@ def imagenet_depth(model: nn.Module) -> int:
 
     That is the model's own depth for the standard tables, and the smallest fitting one for reduced models.
     """
+    require_resnet3d(model, "ImageNet")
     blocks = [len(getattr(model, stage)) for stage in STAGES]
     for depth in IMAGENET_DEPTHS:
         if all(have >= need for have, need in zip(STAGE_BLOCKS[depth], blocks)):
