@@ -3,6 +3,7 @@
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,6 +57,20 @@ def assert_close_to(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1
     difference = (actual - expected).abs().max().item()
     scale = max(1.0, expected.abs().max().item())
     assert difference <= rel * scale, f"max |difference| {difference:.3g} for values up to {scale:.3g}"
+
+
+def assert_png_drawn(path: Path, colour=None, min_bytes: int = 10_000):
+    """A PNG that is not blank: many shades and, if `colour` (RGB in [0, 1]) is given, pixels of that colour
+    (what the data is drawn in). Returns the RGB pixels."""
+    from matplotlib.image import imread
+
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, path
+    pixels = imread(path)[..., :3]
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, f"{path}: (almost) one colour"
+    if colour is not None:
+        assert np.all(np.abs(pixels - colour) < 0.02, axis=-1).sum() > 100, f"{path}: nothing drawn in {colour}"
+    return pixels
 
 
 def randomized(block: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -5,10 +5,9 @@ import math
 
 import pytest
 import torch
-from matplotlib.image import imread
 
 import videos
-from helpers import TINY_NL_I3D, randomize_batch_norms, randomized
+from helpers import TINY_NL_I3D, assert_png_drawn, randomize_batch_norms, randomized
 from videonl.analyze import attention_statistics, load_model, render_attention_maps
 from videonl.analyze.__main__ import main
 from videonl.command import run
@@ -53,9 +52,7 @@ def maps_args(workdir, out, *extra):
 
 
 def assert_png(path):
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    height, width = imread(path).shape[:2]
+    height, width = assert_png_drawn(path).shape[:2]
     assert 200 <= height <= 4000 and 300 <= width <= 4000
 
 
