@@ -1,7 +1,9 @@
+import json
 import sys
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -9,6 +11,7 @@ sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # the helper modules, and the ch
 
 import videos  # noqa: E402
 from videonl.data import decode as decode_module  # noqa: E402
+from videonl.prep.common import encode_h264  # noqa: E402
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -57,3 +60,23 @@ def video_dir(tmp_path_factory):
     (root / "truncated_tail.mp4").write_bytes(indexed[: len(indexed) * 6 // 10])  # index kept, last frames lost
     return root
 
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Two classes (a bright square moving right or left), 6 training and 2 validation videos each."""
+    root = tmp_path_factory.mktemp("moving")
+    lists = {"train": [], "val": []}
+    for label, direction in enumerate((1, -1)):
+        for number in range(8):
+            frames = np.full((20, 40, 48, 3), 30, np.uint8)
+            for t in range(20):
+                left = 20 + direction * (t - 10)
+                frames[t, 12:28, left:left + 10] = 220
+            name = f"{label}_{number}.mp4"
+            encode_h264(root / name, frames, Fraction(10))
+            lists["train" if number < 6 else "val"].append(f"{name} {label}\n")
+    for split, lines in lists.items():
+        (root / f"{split}.csv").write_text("".join(lines))
+    (root / "classes.json").write_text(json.dumps({"right": 0, "left": 1}))
+    return root

@@ -1,14 +1,23 @@
-"""Helpers shared by the tests."""
+"""Helpers shared by the test modules (their shared fixtures are in conftest.py)."""
 
 import os
+import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "kinetics400"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "kinetics400"
 C2D = str(CONFIGS / "c2d_r50_8x8.yaml")
 SMALL_C2D = ["RESNET.BLOCKS", "[1,1,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
+DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
+I3D = str(CONFIGS / "i3d_r50_8x8.yaml")
+SMALL_I3D = ["RESNET.BLOCKS", "[1,2,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
+# A tiny NL I3D: non-local blocks on res3 (4 x 8 x 8) and res4 (4 x 4 x 4) for 8-frame 64 x 64 clips.
+TINY_NL_I3D = ["RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5", "RESNET.BLOCKS", "[1, 1, 2, 1]", "CONTEXT.RES3", "[0]",
+               "CONTEXT.RES4", "[1]", "DATA.TRAIN_CROP_SIZE", "64"]
 
 
 def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -69,3 +78,85 @@ class RunsCommand:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
+
+
+def assert_png_drawn(path: Path, colour=None, min_bytes: int = 10_000):
+    """A PNG that is not blank: many shades and, if `colour` (RGB in [0, 1]) is given, pixels of that colour
+    (what the data is drawn in). Returns the RGB pixels."""
+    from matplotlib.image import imread
+
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, path
+    pixels = imread(path)[..., :3]
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, f"{path}: (almost) one colour"
+    if colour is not None:
+        assert np.all(np.abs(pixels - colour) < 0.02, axis=-1).sum() > 100, f"{path}: nothing drawn in {colour}"
+    return pixels
+
+
+def randomized(block: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every weight random (no zero-initialised part), in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.5)
+    return block.eval()
+
+
+# ------------------------------------------------------------------------------------ train_net at toy size
+
+
+def tiny(data_dir, output_dir, *overrides) -> list:
+    """train_net arguments: the demo config at toy size on `data_dir`, CPU, deterministic, no workers."""
+    return ["--cfg", DEMO_CFG,
+            "DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(output_dir), "DEVICE", "cpu",
+            "MODEL.NUM_CLASSES", "2", "RESNET.WIDTH", "4", "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "3",
+            "DATA.TRAIN_JITTER_SCALES", "[32, 36]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+            "TEST.NUM_CLIPS", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_BATCH_SIZE", "2",
+            "SOLVER.MAX_ITER", "6", "SOLVER.WARMUP_ITERS", "2", "TRAIN.CHECKPOINT_PERIOD", "2",
+            "TRAIN.CHECKPOINT_KEEP", "2", "TRAIN.EVAL_PERIOD", "3", "TRAIN.LOG_PERIOD", "2",
+            "TRAIN.PRECISE_BN_BATCHES", "2", "TRAIN.DETERMINISTIC", "True", *overrides]
+
+
+def final_weights(output_dir, iteration) -> dict:
+    from videonl.engine.checkpoint_format import load_checkpoint
+
+    return load_checkpoint(str(Path(output_dir) / "checkpoints" / f"iter_{iteration:07d}.pth"))["model"]
+
+
+# ------------------------------------------------------------------------ Caffe2 checkpoints of our models
+
+CONV_BLOBS = {"conv_a": "branch2a", "conv_b": "branch2b", "conv_c": "branch2c", "proj_conv": "branch1"}
+BN_BLOBS = {"bn_a": "branch2a", "bn_b": "branch2b", "bn_c": "branch2c", "proj_bn": "branch1"}
+BN_FIELDS = {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"}
+
+
+def caffe2_name(key: str) -> str:
+    """Our key -> the non-local release's blob name: the converter's rules, inverted by hand."""
+    *module, field = key.split(".")
+    if module == ["stem", "conv"]:
+        return "conv1_w"
+    if module == ["stem", "bn"]:
+        return f"res_conv1_bn_{BN_FIELDS[field]}"
+    if module == ["head", "fc"]:
+        return f"pred_{field[0]}"
+    if "context" in module:  # a non-local block after residual block res{S}.{I}: nonlocal_conv{S}_{I}
+        stage, index, _, layer = module
+        prefix = f"nonlocal_conv{stage[-1]}_{index}"
+        if layer == "bn":
+            return f"{prefix}_bn_{BN_FIELDS[field]}"
+        return f"{prefix}_{layer[len('conv_'):]}_{field[0]}"
+    stage, index, layer = module
+    if layer in CONV_BLOBS:
+        return f"{stage}_{index}_{CONV_BLOBS[layer]}_w"
+    return f"{stage}_{index}_{BN_BLOBS[layer]}_bn_{BN_FIELDS[field]}"
+
+
+def caffe2_blobs(model) -> dict:
+    state = model.state_dict()
+    return {caffe2_name(key): state[key].numpy().copy() for key in state if not key.endswith("num_batches_tracked")}
+
+
+def write_pickle(path: Path, content) -> str:
+    path.write_bytes(pickle.dumps(content, protocol=2))
+    return str(path)

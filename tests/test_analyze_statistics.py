@@ -15,13 +15,7 @@ from videonl.models import build_model
 from videonl.models.context.global_context import GCBlock
 from videonl.models.context.non_local import NonLocal
 
-from helpers import randomize_batch_norms
-from test_analyze_blocks import randomized
-
-# A tiny NL I3D: non-local blocks on res3 (4 x 8 x 8) and res4 (4 x 4 x 4) for 8-frame 64 x 64 clips.
-TINY = ["RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5", "RESNET.BLOCKS", "[1, 1, 2, 1]", "CONTEXT.RES3", "[0]",
-        "CONTEXT.RES4", "[1]", "DATA.TRAIN_CROP_SIZE", "64"]
-
+from helpers import TINY_NL_I3D, randomize_batch_norms, randomized
 
 @pytest.fixture(autouse=True)
 def seeded():
@@ -128,7 +122,7 @@ def test_attention_pooling_is_query_independent_by_construction():
 
 def tiny_model():
     torch.manual_seed(0)
-    model = randomize_batch_norms(build_model(load_cfg("configs/kinetics400/nl_i3d_r50_8x8.yaml", TINY)))
+    model = randomize_batch_norms(build_model(load_cfg("configs/kinetics400/nl_i3d_r50_8x8.yaml", TINY_NL_I3D)))
     for name, module in model.named_modules():
         if name.endswith(".context"):
             randomized(module)

@@ -14,6 +14,22 @@ def test_nonlocal_benchmark_reports_each_implementation(capsys):
     assert "vs plain:" in lines[2]
 
 
+def test_nonlocal_rows_state_the_fast_paths_gain_over_each_other_implementation(capsys):
+    from videonl.benchmark.nonlocal_block import print_row
+
+    def row(implementation, train_s, peak_mib):
+        return {"shape": "32f-res4", "batch": 2, "implementation": implementation, "forward_s": 0.25,
+                "train_s": train_s, "peak_mib": peak_mib}
+
+    rows = [row("pytorchvideo", 1.5, 900.0), row("plain", 1.0, 600.0), row("fast", 0.5, 200.0)]
+    for count in range(1, 4):
+        print_row(rows[count - 1], rows[:count])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["32f-res4", "2", "pytorchvideo", "0.250", "1.500", "900"]
+    assert lines[3].split("   vs ")[1:] == ["pytorchvideo: 3.00x faster, 4.5x less memory",
+                                          "plain: 2.00x faster, 3.0x less memory"]
+
+
 
 # ------------------------------------------------------------------------------------------ model
 
@@ -79,6 +95,19 @@ def test_a_model_without_counterpart_is_measured_alone(capsys):
     assert "counterpart  none" in output and list(table_rows(output)) == [OURS]
 
 
+def test_model_table_states_the_train_steps_rate_and_its_share_of_the_matmul_peak():
+    from videonl.benchmark.model import format_table
+
+    rows = {OURS: {"macs": 2e9, "train_s": 0.5, "inference_s": 0.25},
+            "pytorchvideo i3d_r50": {"macs": 2e9, "train_s": 0.75, "inference_s": 0.2}}
+    peaks = {OURS: {"train": 300.0, "inference": 100.0}, "pytorchvideo i3d_r50": {"train": 450.0, "inference": 90.0}}
+    lines = format_table(rows, peak_gflops=48.0, peaks=peaks)
+    # a train step is 3 forwards of 2e9 multiply-adds, 2 FLOPs each: 12 GFLOP in 0.5 s, a quarter of 48 GFLOP/s
+    assert table_rows("\n".join(lines)) == {OURS: [2.0, 0.5, 24.0, 50.0, 0.25, 300.0, 100.0],
+                                             "pytorchvideo i3d_r50": [2.0, 0.75, 16.0, 33.3, 0.2, 450.0, 90.0]}
+    assert lines[-1] == "time, theirs / ours: train step 1.50x, inference 0.80x (above 1: ours is faster)"
+
+
 def test_interleaved_takes_turns_and_reverses_the_order_every_other_round():
     from videonl.benchmark.timing import interleaved
 
@@ -104,9 +133,27 @@ def test_transforms_benchmark_times_each_row_against_a_revision(capsys):
         main(["transforms", "--against", "no-such-revision"])
 
 
+def test_transforms_rows_are_each_sides_milliseconds_and_their_ratio(monkeypatch, capsys):
+    from videonl.benchmark import transforms as transforms_benchmark
+
+    timed = []
+
+    def fixed_seconds(fns, device, warmup, repeat, clock):
+        timed.append(sorted(fns))
+        return {"ours": 0.003, "theirs": 0.012}
+
+    monkeypatch.setattr(transforms_benchmark, "interleaved", fixed_seconds)
+    monkeypatch.setattr(transforms_benchmark, "revision_module", lambda revision: transforms_benchmark.transforms)
+    main(["transforms", "--size", "64x48", "--video-frames", "8", "--repeat", "1", "--against", "v0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:] == [f"{row:<8} {3.0:>8.1f} {12.0:>10.1f} {0.25:>14.2f}" for row in ("train", "test 10", "test 30")]
+    assert timed == [["ours", "theirs"]] * 3
+
+
 # ------------------------------------------------------------------------------------------ matmul
 
 from videonl.benchmark import matmul as matmul_module  # noqa: E402
+from videonl.benchmark import timing  # noqa: E402
 
 
 def test_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch, capsys):
@@ -124,5 +171,14 @@ def test_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch, capsys):
     assert timed == [3, 3]
 
 
-def test_matmul_rate_of_this_machine_is_positive():
-    assert matmul_module.matmul_gflops(64, repeat=1) > 0
+def test_matmul_rate_of_this_machine_is_two_flops_per_multiply_add_over_the_measured_time(monkeypatch):
+    measured, products = [], []
+
+    def recorded_measure(fn, device, warmup, repeat):
+        products.append(fn().shape)  # the function timed is the product itself
+        measured.append(timing.measure(fn, device, warmup=warmup, repeat=repeat))
+        return measured[-1]
+
+    monkeypatch.setattr(matmul_module, "measure", recorded_measure)
+    rate = matmul_module.matmul_gflops(64, repeat=2)
+    assert products == [(64, 64)] and rate == 2 * 64 ** 3 / measured[0]["seconds"] / 1e9

@@ -1,11 +1,9 @@
 """Checkpoint conversion: PyTorchVideo model zoo and Caffe2 non-local release, through `videonl.convert`."""
 
 import os
-import pickle
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,11 +19,8 @@ from videonl.engine.weight_sources import open_weights
 from videonl.models.conversions import CheckpointError
 from videonl.models.loading import LoadReport, load_state_dict_checked
 
-from helpers import CONFIGS, assert_close_to, randomize_batch_norms
+from helpers import CONFIGS, I3D, ROOT, SMALL_I3D, assert_close_to, caffe2_blobs, randomize_batch_norms, write_pickle
 
-ROOT = Path(__file__).resolve().parents[1]
-I3D = str(CONFIGS / "i3d_r50_8x8.yaml")
-SMALL_I3D = ["RESNET.BLOCKS", "[1,2,1,1]", "RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5"]
 NO_LOSS = LoadReport(missing=[], unexpected=[], mismatched=[])
 
 
@@ -85,36 +80,7 @@ def test_pytorchvideo_checkpoint_converts_into_a_frozen_bn_model(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ Caffe2
 
-CONV_BLOBS = {"conv_a": "branch2a", "conv_b": "branch2b", "conv_c": "branch2c", "proj_conv": "branch1"}
-BN_BLOBS = {"bn_a": "branch2a", "bn_b": "branch2b", "bn_c": "branch2c", "proj_bn": "branch1"}
-BN_FIELDS = {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"}
 BOOKKEEPING = {"lr": np.array(0.01, np.float32), "iter": np.array(400000), "model_iter": np.array(400000)}
-
-
-def caffe2_name(key: str) -> str:
-    """Our key -> the non-local release's blob name: the converter's rules, inverted by hand."""
-    *module, field = key.split(".")
-    if module == ["stem", "conv"]:
-        return "conv1_w"
-    if module == ["stem", "bn"]:
-        return f"res_conv1_bn_{BN_FIELDS[field]}"
-    if module == ["head", "fc"]:
-        return f"pred_{field[0]}"
-    if "context" in module:  # a non-local block after residual block res{S}.{I}: nonlocal_conv{S}_{I}
-        stage, index, _, layer = module
-        prefix = f"nonlocal_conv{stage[-1]}_{index}"
-        if layer == "bn":
-            return f"{prefix}_bn_{BN_FIELDS[field]}"
-        return f"{prefix}_{layer[len('conv_'):]}_{field[0]}"
-    stage, index, layer = module
-    if layer in CONV_BLOBS:
-        return f"{stage}_{index}_{CONV_BLOBS[layer]}_w"
-    return f"{stage}_{index}_{BN_BLOBS[layer]}_bn_{BN_FIELDS[field]}"
-
-
-def caffe2_blobs(model) -> dict:
-    state = model.state_dict()
-    return {caffe2_name(key): state[key].numpy().copy() for key in state if not key.endswith("num_batches_tracked")}
 
 
 def fold_batch_norms(blobs: dict, eps: float) -> dict:
@@ -125,11 +91,6 @@ def fold_batch_norms(blobs: dict, eps: float) -> dict:
         folded[f"{prefix}_b"] = blobs[f"{prefix}_b"] - folded.pop(f"{prefix}_rm") * scale
         folded[f"{prefix}_s"] = scale
     return folded
-
-
-def write_pickle(path: Path, content) -> str:
-    path.write_bytes(pickle.dumps(content, protocol=2))
-    return str(path)
 
 
 @pytest.fixture

@@ -61,6 +61,9 @@ def test_train_item_is_one_normalised_clip(video_dir):
 
 def test_training_replaces_a_bad_video_and_reports_it_once(video_dir, caplog, monkeypatch):
     monkeypatch.setattr(datasets_module, "_REPORTED_PATHS", set())
+    # Replacements are drawn from torch's generator: seeded, so that earlier tests' draws cannot leave it where
+    # it picks the bad one of the two videos MAX_RETRIES times in a row (a 1-in-1024 stretch that came up).
+    torch.manual_seed(0)
     dataset = VideoDataset(records(video_dir, ["truncated.mp4", "plain.mp4"]), "train", small_cfg())
     with caplog.at_level(logging.WARNING, logger="videonl.data.datasets"):
         items = [dataset[0] for _ in range(3)]

@@ -18,8 +18,7 @@ from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec, adopt_input
 from videonl.engine.checkpoint_format import load_checkpoint
 from videonl.engine.weight_sources import cfg_for_weights, open_weights
 
-from helpers import CONFIGS, assert_close_to, randomize_batch_norms
-from test_convert import I3D, SMALL_I3D, caffe2_blobs, write_pickle
+from helpers import CONFIGS, I3D, SMALL_I3D, assert_close_to, caffe2_blobs, randomize_batch_norms, write_pickle
 
 SLOW = str(CONFIGS / "slow_r50_8x8.yaml")
 SMALL_SLOW = ["RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5", "MODEL.HEAD_POOL", "2", "DATA.NUM_FRAMES", "4"]

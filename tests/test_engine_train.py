@@ -9,16 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import train_net
-from helpers import randomize_batch_norms
-from videonl.prep.common import encode_h264
+from helpers import DEMO_CFG, ROOT, assert_png_drawn, final_weights, randomize_batch_norms, tiny
 from videonl.config import ConfigError, load_cfg
 from videonl.engine import distributed
 from videonl.engine import train as engine_train
@@ -30,41 +26,7 @@ from videonl.models.build import build_model
 from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_CFG = str(ROOT / "configs" / "demo" / "nl_i3d.yaml")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Two classes (a bright square moving right or left), 6 training and 2 validation videos each."""
-    root = tmp_path_factory.mktemp("moving")
-    lists = {"train": [], "val": []}
-    for label, direction in enumerate((1, -1)):
-        for number in range(8):
-            frames = np.full((20, 40, 48, 3), 30, np.uint8)
-            for t in range(20):
-                left = 20 + direction * (t - 10)
-                frames[t, 12:28, left:left + 10] = 220
-            name = f"{label}_{number}.mp4"
-            encode_h264(root / name, frames, Fraction(10))
-            lists["train" if number < 6 else "val"].append(f"{name} {label}\n")
-    for split, lines in lists.items():
-        (root / f"{split}.csv").write_text("".join(lines))
-    (root / "classes.json").write_text(json.dumps({"right": 0, "left": 1}))
-    return root
-
-
-def tiny(data_dir, output_dir, *overrides) -> list:
-    """train_net arguments: the demo config at toy size on `data_dir`, CPU, deterministic, no workers."""
-    return ["--cfg", DEMO_CFG,
-            "DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(output_dir), "DEVICE", "cpu",
-            "MODEL.NUM_CLASSES", "2", "RESNET.WIDTH", "4", "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "3",
-            "DATA.TRAIN_JITTER_SCALES", "[32, 36]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-            "TEST.NUM_CLIPS", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_BATCH_SIZE", "2",
-            "SOLVER.MAX_ITER", "6", "SOLVER.WARMUP_ITERS", "2", "TRAIN.CHECKPOINT_PERIOD", "2",
-            "TRAIN.CHECKPOINT_KEEP", "2", "TRAIN.EVAL_PERIOD", "3", "TRAIN.LOG_PERIOD", "2",
-            "TRAIN.PRECISE_BN_BATCHES", "2", "TRAIN.DETERMINISTIC", "True", *overrides]
 
 
 def training_loop(data_dir, output_dir, *overrides) -> TrainingLoop:
@@ -73,10 +35,6 @@ def training_loop(data_dir, output_dir, *overrides) -> TrainingLoop:
     model = training_model(cfg, CPU, init=None)  # the tiny config has no MODEL.INIT
     return TrainingLoop(cfg, CPU, model, build_optimizer(model, cfg), grad_scaler(cfg, CPU),
                         CheckpointManager(str(output_dir)), cfg.DATALOADER.TRAIN_BATCH_SIZE)
-
-
-def final_weights(output_dir, iteration) -> dict:
-    return load_checkpoint(str(Path(output_dir) / "checkpoints" / f"iter_{iteration:07d}.pth"))["model"]
 
 
 def assert_same_weights(actual: dict, expected: dict, **tolerance) -> None:
@@ -94,12 +52,14 @@ def test_training_then_testing_writes_every_output(data_dir, tmp_path):
     assert [(r["split"], r["iter"]) for r in records] == [("train", 2), ("val", 3), ("train", 4), ("train", 6),
                                                          ("val", 6)]
     assert {"loss", "lr", "clips_per_s", "data_time", "compute_time"} <= records[0].keys()
-    for name in ("config.yaml", "log.txt", "training_curves.png"):
+    for name in ("config.yaml", "log.txt"):
         assert (tmp_path / name).stat().st_size > 0, name
     test_dir = tmp_path / "test" / "iter_0000006"
-    for name in ("predictions.csv", "per_class.csv", "summary.json", "per_class_accuracy.png",
-                 "confusion_matrix.png"):
+    for name in ("predictions.csv", "per_class.csv", "summary.json"):
         assert (test_dir / name).stat().st_size > 0, name
+    for picture in (tmp_path / "training_curves.png", test_dir / "per_class_accuracy.png",
+                    test_dir / "confusion_matrix.png"):
+        assert_png_drawn(picture)
     assert results["videos"] == 4 and results["views_per_video"] == 2
     assert json.loads((test_dir / "summary.json").read_text())["top1"] == results["top1"]
     # The documented evaluation command reproduces the test from the checkpoint alone.

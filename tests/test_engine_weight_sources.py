@@ -19,7 +19,7 @@ from videonl.models.build import build_model
 from videonl.models.conversions import CheckpointError
 from videonl.predict import main as predict
 
-from test_engine_train import DEMO_CFG, data_dir, tiny  # noqa: F401  (data_dir: the moving squares fixture)
+from helpers import DEMO_CFG, tiny
 
 SHORT = ["SOLVER.MAX_ITER", "2", "TRAIN.EVAL_PERIOD", "0", "TRAIN.PRECISE_BN_BATCHES", "0"]
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from test_engine_train import ROOT, data_dir, final_weights, tiny  # noqa: F401  (data_dir: a fixture)
+from helpers import ROOT, final_weights, tiny
 from videonl.config import load_cfg
 from videonl.engine.checkpoint_format import save_checkpoint
 from videonl.engine.initialization import initialize

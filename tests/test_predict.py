@@ -15,13 +15,13 @@ from videonl.models.build import build_model
 from videonl.engine.checkpoint_format import save_checkpoint
 from videonl.predict import main, parse_views
 
-from test_engine_train import DEMO_CFG, data_dir, tiny  # noqa: F401  (data_dir: the moving squares fixture)
+from helpers import DEMO_CFG, tiny
 
 TRAINED_INPUT = ["DATA.MEAN", "[0.45, 0.45, 0.45]", "DATA.STD", "[0.225, 0.225, 0.225]"]
 
 
 @pytest.fixture(scope="module")
-def run(data_dir, tmp_path_factory):  # noqa: F811
+def run(data_dir, tmp_path_factory):
     """A model trained for 4 iterations then tested on the val list, with an input normalisation of its own
     (recorded in its checkpoint), and a config file of the same model that keeps the default normalisation."""
     out = tmp_path_factory.mktemp("run")

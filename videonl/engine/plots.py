@@ -1,7 +1,8 @@
 """Report pictures: training curves, per-class accuracy and the confusion matrix, as PNG files.
 
 Figures are built with matplotlib's object interface (`Figure`, rendered by Agg), so no pyplot state or
-display backend is involved and the functions are safe in any process.
+display backend is involved and the functions are safe in any process. Each `*_figure` function builds a
+picture (so what it draws can be read back from its axes) and the matching `plot_*` saves it.
 """
 
 import json
@@ -60,7 +61,7 @@ def _show_nothing(axes, message: str) -> None:
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="grey")
 
 
-def plot_training_curves(metrics_jsonl: str, png_path: str) -> str:
+def training_curves_figure(metrics_jsonl: str):
     """Training loss, learning rate and validation top-1 / top-5 against iterations, side by side."""
     records = read_metrics(metrics_jsonl)
     train, val = records.get("train", []), records.get("val", [])
@@ -90,10 +91,14 @@ def plot_training_curves(metrics_jsonl: str, png_path: str) -> str:
 
     for axes in (loss_axes, lr_axes, val_axes):
         axes.grid(alpha=0.3)
-    return _save(figure, png_path)
+    return figure
 
 
-def plot_per_class_accuracy(names: List[str], accuracy: Sequence[float], png_path: str) -> str:
+def plot_training_curves(metrics_jsonl: str, png_path: str) -> str:
+    return _save(training_curves_figure(metrics_jsonl), png_path)
+
+
+def per_class_accuracy_figure(names: List[str], accuracy: Sequence[float]):
     """Top-1 accuracy (%) of each class as bars sorted best to worst, with the mean class accuracy marked;
     class names label the bars when there are at most MAX_NAMED_CLASSES."""
     accuracy = np.asarray(accuracy, dtype=float)
@@ -115,10 +120,14 @@ def plot_per_class_accuracy(names: List[str], accuracy: Sequence[float], png_pat
         axes.set_xlabel(f"{count} classes, sorted by accuracy")
     axes.legend(loc="upper right")
     axes.grid(axis="y", alpha=0.3)
-    return _save(figure, png_path)
+    return figure
 
 
-def plot_confusion_matrix(confusion: np.ndarray, names: List[str], png_path: str) -> str:
+def plot_per_class_accuracy(names: List[str], accuracy: Sequence[float], png_path: str) -> str:
+    return _save(per_class_accuracy_figure(names, accuracy), png_path)
+
+
+def confusion_matrix_figure(confusion: np.ndarray, names: List[str]):
     """Rows: true class, columns: predicted class; each row divided by its videos, so the diagonal is the
     class's top-1 accuracy and colours compare across classes of different sizes."""
     counts = np.asarray(confusion, dtype=float)
@@ -136,4 +145,8 @@ def plot_confusion_matrix(confusion: np.ndarray, names: List[str], png_path: str
         font_size = _tick_font_size(count)
         axes.set_xticks(np.arange(count), names, rotation=90, fontsize=font_size)
         axes.set_yticks(np.arange(count), names, fontsize=font_size)
-    return _save(figure, png_path)
+    return figure
+
+
+def plot_confusion_matrix(confusion: np.ndarray, names: List[str], png_path: str) -> str:
+    return _save(confusion_matrix_figure(confusion, names), png_path)

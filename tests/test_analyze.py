@@ -5,12 +5,9 @@ import math
 
 import pytest
 import torch
-from matplotlib.image import imread
 
 import videos
-from helpers import randomize_batch_norms
-from test_analyze_blocks import randomized
-from test_analyze_statistics import TINY
+from helpers import TINY_NL_I3D, assert_png_drawn, randomize_batch_norms, randomized
 from videonl.analyze import attention_statistics, load_model, render_attention_maps
 from videonl.analyze.__main__ import main
 from videonl.command import run
@@ -21,7 +18,7 @@ from videonl.engine.checkpoint_format import save_checkpoint
 NL_CFG = "configs/kinetics400/nl_i3d_r50_8x8.yaml"
 GC_CFG = "configs/kinetics400/gc_slow_r50_8x8_1gc.yaml"
 SMALL_VIEW = ["DATA.TRAIN_JITTER_SCALES", "[64, 80]"]  # the 48 x 64 test videos' short side to 64, crop 64
-NL_OPTS = TINY + SMALL_VIEW
+NL_OPTS = TINY_NL_I3D + SMALL_VIEW
 GC_OPTS = ["RESNET.WIDTH", "8", "MODEL.NUM_CLASSES", "5", "RESNET.BLOCKS", "[1, 1, 2, 1]", "CONTEXT.RES4", "[1]",
            "DATA.TRAIN_CROP_SIZE", "64"] + SMALL_VIEW
 
@@ -55,9 +52,7 @@ def maps_args(workdir, out, *extra):
 
 
 def assert_png(path):
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    height, width = imread(path).shape[:2]
+    height, width = assert_png_drawn(path).shape[:2]
     assert 200 <= height <= 4000 and 300 <= width <= 4000
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_engine_train import DEMO_CFG, ROOT, data_dir, final_weights, tiny  # noqa: F401  (data_dir: a fixture)
+from helpers import DEMO_CFG, ROOT, final_weights, tiny
 
 TESTS = Path(__file__).resolve().parent
 

@@ -93,9 +93,11 @@ def test_info_reports_each_block_with_parameters_and_flops(name, capsys):
     assert info_main(["--cfg", f"configs/kinetics400/{name}.yaml", "--json", *SMALL]) == 0
     blocks = json.loads(capsys.readouterr().out)["context_blocks"]
     assert len(blocks) == count
+    modules = dict(structure_of(load_cfg(f"configs/kinetics400/{name}.yaml", SMALL)).named_modules())
     for block in blocks:
         assert (block["type"], block["position"]) == (class_name, position)
-        assert block["params_m"] > 0 and block["gflops"] > 0, block
+        assert block["params_m"] == sum(p.numel() for p in modules[block["name"]].parameters()) / 1e6, block
+        assert block["gflops"] > 0, block
     info_main(["--cfg", f"configs/kinetics400/{name}.yaml", *SMALL])
     assert capsys.readouterr().out.count(class_name) == count
 

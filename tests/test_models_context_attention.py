@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from helpers import randomized
 from videonl.analyze.common import attention_probes
 from videonl.analyze.statistics import block_statistics
 from videonl.models.context import non_local
@@ -22,15 +23,6 @@ def every_query(block: NonLocal, x: torch.Tensor) -> torch.Tensor:
     """The attention maps of every query row of every window."""
     query_window, _, _ = block.attention_windows(x.shape)
     return block.attention_maps(x, torch.arange(query_window[0] * query_window[1] * query_window[2]))
-
-
-def randomized(block: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every weight random (no zero-initialised part), in eval mode."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.normal_(0, 0.5)
-    return block.eval()
 
 
 @pytest.mark.parametrize("instantiation, layout", itertools.product(INSTANTIATIONS, LAYOUTS))
