@@ -58,7 +58,7 @@ def train_model(cfg, device: torch.device) -> nn.Module:
     global_batch = cfg.DATALOADER.TRAIN_BATCH_SIZE * distributed.world_size()
     log_lr_scaling(cfg, global_batch)
     checkpoints = CheckpointManager(cfg.OUTPUT_DIR, cfg.TRAIN.CHECKPOINT_KEEP)
-    resume_from = checkpoints.latest() if cfg.TRAIN.AUTO_RESUME else None
+    resume_from = checkpoints.resume_point() if cfg.TRAIN.AUTO_RESUME else None
     model = training_model(cfg, device, initialise=resume_from is None)
     optimizer, scaler = build_optimizer(model, cfg), grad_scaler(cfg, device)
     start = restore(resume_from, model, optimizer, scaler) if resume_from else 0
