@@ -118,6 +118,13 @@ def tiny(data_dir, output_dir, *overrides) -> list:
             "TRAIN.PRECISE_BN_BATCHES", "2", "TRAIN.DETERMINISTIC", "True", *overrides]
 
 
+def assert_same_weights(actual: dict, expected: dict, **tolerance) -> None:
+    """Two state dicts with the same keys and (within `tolerance`) the same tensors."""
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], msg=key, **tolerance)
+
+
 def final_weights(output_dir, iteration) -> dict:
     from videonl.engine.checkpoint_format import load_checkpoint
 

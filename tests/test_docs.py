@@ -23,8 +23,6 @@ from helpers import ROOT, tiny
 PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(```|~~~)")
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
-# Pages that other branches write; a link to one fails here until they are merged (then the mark goes).
-AWAITED = {"docs/many_machines.md": "written on the i23-cluster branch (docs/many_machines.md)"}
 
 
 def prose_lines(page: Path) -> Iterator[Tuple[int, str]]:
@@ -80,10 +78,7 @@ def links() -> List:
                 if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...
                     continue
                 where = f"{page.relative_to(ROOT)}:{number}"
-                resolved = (page.parent / target.split("#")[0]).resolve()
-                awaited = AWAITED.get(resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else "")
-                marks = [pytest.mark.xfail(strict=True, reason=awaited)] if awaited else []
-                cases.append(pytest.param(page, target, id=f"{where} -> {target}", marks=marks))
+                cases.append(pytest.param(page, target, id=f"{where} -> {target}"))
     return cases
 
 

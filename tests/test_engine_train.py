@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import train_net
-from helpers import DEMO_CFG, ROOT, assert_png_drawn, final_weights, randomize_batch_norms, tiny
+from helpers import DEMO_CFG, ROOT, assert_png_drawn, assert_same_weights, final_weights, randomize_batch_norms, tiny
 from videonl.config import ConfigError, load_cfg
 from videonl.engine import distributed
 from videonl.engine import train as engine_train
@@ -35,12 +35,6 @@ def training_loop(data_dir, output_dir, *overrides) -> TrainingLoop:
     model = training_model(cfg, CPU, init=None)  # the tiny config has no MODEL.INIT
     return TrainingLoop(cfg, CPU, model, build_optimizer(model, cfg), grad_scaler(cfg, CPU),
                         CheckpointManager(str(output_dir)), cfg.DATALOADER.TRAIN_BATCH_SIZE)
-
-
-def assert_same_weights(actual: dict, expected: dict, **tolerance) -> None:
-    assert actual.keys() == expected.keys()
-    for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], msg=key, **tolerance)
 
 
 def test_training_then_testing_writes_every_output(data_dir, tmp_path):

@@ -4,7 +4,8 @@ Files are `checkpoints/iter_0000100.pth` under OUTPUT_DIR, written atomically by
 (temporary file, fsync, rename), so a kill at any moment leaves the newest complete one in place. Beside
 the model, the input it was trained on and the data's class names (classes.json, when the folder has one),
 they hold the optimiser, the grad scaler, the iteration (which fixes the LR and the sampler's
-epoch and batch) and every process's RNG states (which fix dropout).
+epoch and batch) and every process's RNG states (which fix dropout). A resumed run, after a kill or a torchrun
+restart, continues from the checkpoint rank 0 chooses for every process (`CheckpointManager.resume_point`).
 """
 
 import glob
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from videonl.data.datasets import data_class_names
-from videonl.engine.checkpoint_format import save_checkpoint
+from videonl.engine import distributed
+from videonl.engine.checkpoint_format import save_checkpoint, unfinished_writes
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"iter_(\d+)\.pth$")
@@ -63,6 +65,25 @@ class CheckpointManager:
     def latest(self) -> Optional[str]:
         existing = self.existing()
         return existing[-1] if existing else None
+
+    def resume_point(self) -> Optional[str]:
+        """The checkpoint every process of the run resumes from (None: none yet), chosen by rank 0 and sent to the
+        others, since a shared file system may show a new file on one machine before another; rank 0 first
+        deletes the temporary files of a write killed with its run (torchrun restarts every process).
+
+        Raises FileNotFoundError on a process that cannot read rank 0's choice: OUTPUT_DIR is not shared.
+        """
+        newest = None
+        if distributed.is_main_process():
+            for leftover in unfinished_writes(self.folder):
+                os.remove(leftover)
+                logger.info("removed %s, left by a checkpoint write that was killed", leftover)
+            newest = self.latest()
+        newest = distributed.broadcast_object(newest)
+        if newest is not None and not os.path.isfile(newest):
+            raise FileNotFoundError(f"process {distributed.rank()} cannot read {newest}, the checkpoint rank 0 "
+                                    "resumes from: OUTPUT_DIR must be a folder every machine of the run shares")
+        return newest
 
     def save(self, iteration: int, model, cfg, optimizer, scaler, rng_states: list) -> str:
         path = self.path(iteration)

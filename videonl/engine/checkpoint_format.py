@@ -5,15 +5,18 @@ They are written atomically and read with `weights_only=True`, so loading one ne
 """
 
 import contextlib
+import glob
 import os
 import tempfile
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from videonl.models.conversions.common import CheckpointError, describe, load_weights_only
 from videonl.engine.input_spec import InputSpec
+
+_TEMPORARY_SUFFIX = ".tmp"  # of the file `save_checkpoint` writes before renaming it
 
 
 def save_checkpoint(path: str, model: nn.Module, cfg, input_spec: Optional[InputSpec] = None,
@@ -35,7 +38,7 @@ def save_checkpoint(path: str, model: nn.Module, cfg, input_spec: Optional[Input
         content["classes"] = list(classes)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=_TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(content, f)
@@ -46,6 +49,12 @@ def save_checkpoint(path: str, model: nn.Module, cfg, input_spec: Optional[Input
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp_path)
         raise
+
+
+def unfinished_writes(folder: str) -> List[str]:
+    """The temporary files of `save_checkpoint`s killed while writing into `folder` (a finished one renames its
+    file); nothing reads them, and only a process that knows no write is under way may delete them."""
+    return sorted(glob.glob(os.path.join(glob.escape(folder), f".*{_TEMPORARY_SUFFIX}")))
 
 
 def is_videonl_checkpoint(content) -> bool:

@@ -17,6 +17,21 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def restart_hazard() -> str:
+    """Why torchrun's restarts (--max-restarts) may fail to re-form this run's process group, or ''.
+
+    By default torchrun's agents lend their processes one store for every restart, and a restarted process can
+    read the addresses the previous, dead, processes left there: the group then fails to form and one lost
+    process costs several restarts (pytorch/pytorch#135712; measured in docs/many_machines.md).
+    """
+    shared_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if shared_store and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+        return ("torchrun may restart this run (--max-restarts) but shares its store across restarts, so a restart can "
+                "fail to re-form the process group and cost more restarts: set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+                "where torchrun starts (pytorch/pytorch#135712)")
+    return ""
+
+
 def is_main_process() -> bool:
     """Only this process writes logs, checkpoints and reports."""
     return rank() == 0
@@ -61,3 +76,12 @@ def all_gather_objects(value: Any) -> List[Any]:
     gathered = [None] * world_size()
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's value, on every rank (a picklable value)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,8 +1,9 @@
 """The set-up every run shares, whoever starts it: `videonl train`, train_net.py, or a Python caller of
 `engine.train.train`, `engine.test.test` or `engine.launch.launch`.
 
-`prepared_run` joins torchrun's process group, sets up logging, fixes the decoder of a deterministic run, checks
-the config, saves it as OUTPUT_DIR/config.yaml and seeds every RNG; it leaves the process group when the run ends.
+`prepared_run` joins torchrun's process group, sets up logging (warning when torchrun's restarts could fail to
+re-form the group), fixes the decoder of a deterministic run, checks the config, saves it as OUTPUT_DIR/config.yaml
+and seeds every RNG; it leaves the process group when the run ends.
 """
 
 import contextlib
@@ -54,6 +55,8 @@ def prepared_run(cfg, training: bool, testing: bool) -> Iterator[Tuple[object, t
     distributed.init_process_group(device)
     try:
         setup_logging(cfg.OUTPUT_DIR)
+        if distributed.restart_hazard() and distributed.is_main_process():
+            logging.getLogger(__name__).warning(distributed.restart_hazard())
         cfg = fixed_decoder(cfg)
         check_config(cfg, training=training, testing=testing)
         if distributed.is_main_process():

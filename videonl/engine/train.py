@@ -56,7 +56,7 @@ def train_model(cfg, device: torch.device) -> nn.Module:
     the data feed its weights the input they were trained on, unless the config sets its own.
     """
     checkpoints = CheckpointManager(cfg.OUTPUT_DIR, cfg.TRAIN.CHECKPOINT_KEEP)
-    resume_from = checkpoints.latest() if cfg.TRAIN.AUTO_RESUME else None
+    resume_from = checkpoints.resume_point() if cfg.TRAIN.AUTO_RESUME else None
     start_from = resume_from or cfg.MODEL.INIT
     weights = open_weights(start_from) if start_from else None
     cfg = cfg_for_weights(cfg, weights)

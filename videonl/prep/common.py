@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import os
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +25,9 @@ DEFAULT_GOP = 32
 DEFAULT_FAST_DECODE = True
 
 
+STATUSES = ("done", "skipped", "failed")
+
+
 @dataclass
 class Outcome:
     """What one job did: `done` (written now), `skipped` (already there) or `failed` with a reason."""
@@ -35,14 +39,16 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
+def atomic_path(final: Path, tag: str = "") -> Iterator[Path]:
     """A temporary name beside `final`, renamed to it only when the block succeeds; removed otherwise.
 
+    The name is `.part-{tag}{unique}-{final name}`: unique, since processes on several machines may write the
+    same file (every part of a job array writes classes.json); `tag` says whose it is (see `remove_leftovers`).
     The extension is kept so that writers choosing a format by name pick the right one.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f".part-{os.getpid()}-{final.name}")
+    temporary = final.with_name(f".part-{tag}{uuid.uuid4().hex[:12]}-{final.name}")
     try:
         yield temporary
         os.replace(temporary, final)
@@ -50,9 +56,13 @@ def atomic_path(final: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+        temporary.write_bytes(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, data) -> None:
@@ -127,9 +137,11 @@ def decode_failure(path: Path, backend: str = "auto", fallback: bool = True) -> 
         return error.reason
 
 
-def remove_leftovers(folder: Path) -> int:
-    """Delete temporary files a killed run left under `folder`; how many there were."""
-    leftovers = list(Path(folder).rglob(".part-*")) if Path(folder).is_dir() else []
+def remove_leftovers(folder: Path, tag: str = "") -> int:
+    """Delete temporary files a killed run left under `folder`, those whose `atomic_path` tag starts with `tag`
+    (all for ''); how many there were. A part of a job array passes its own tag, so that it never deletes the
+    file another part is writing beside it."""
+    leftovers = list(Path(folder).rglob(f".part-{tag}*")) if Path(folder).is_dir() else []
     for leftover in leftovers:
         leftover.unlink()
     return len(leftovers)
@@ -145,11 +157,15 @@ def run_jobs(function: Callable, jobs: Sequence, workers: int, description: str)
 
 def report(outcomes: Sequence[Outcome], failures_file: Path) -> dict:
     """Print the counts, write one `key<TAB>reason` line per failure; return the counts."""
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     write_text(failures_file, "".join(f"{o.key}\t{o.reason}\n" for o in outcomes if o.status == "failed"))
-    print(f"{len(outcomes)} videos: {counts['done']} written, {counts['skipped']} already done, "
-          f"{counts['failed']} failed (reasons in {failures_file})")
+    print_counts(counts, failures_file)
     return counts
+
+
+def print_counts(counts: dict, failures_file: Path) -> None:
+    print(f"{sum(counts.values())} videos: {counts['done']} written, {counts['skipped']} already done, "
+          f"{counts['failed']} failed (reasons in {failures_file})")
 
 
 def write_list(path: Path, entries: Iterable[tuple]) -> None:
@@ -191,6 +207,7 @@ class ClipJob:
     end: Optional[float] = None
     missing_reason: str = "source video not found"
     codec_options: dict = field(default_factory=encoding_options)  # for x264: see `encoding_options`
+    temporary_tag: str = ""  # the `atomic_path` tag of the target's temporary file: the job array part's
 
 
 def convert_clip(job: ClipJob) -> Outcome:
@@ -201,7 +218,7 @@ def convert_clip(job: ClipJob) -> Outcome:
     if job.source is None or not Path(job.source).is_file():
         return Outcome(job.key, "failed", job.missing_reason)
     try:
-        with atomic_path(job.target) as temporary:
+        with atomic_path(job.target, job.temporary_tag) as temporary:
             transcode(job.source, temporary, job.short_side, job.start, job.end, job.codec_options)
             reason = decode_failure(temporary)
             if reason:

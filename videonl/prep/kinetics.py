@@ -5,7 +5,8 @@ trims every clip to [time_start, time_end), re-encodes it as H.264 mp4 with the 
 rate kept, audio dropped) to {out}/{split}/{label}/{youtube_id}_{start:06d}_{end:06d}.mp4, and writes
 {out}/{split}.csv (`path label` of the clips that decode) and {out}/missing_{split}.txt (the others, with
 the reason). Class indices are the alphabetical order of the train labels, kept in {out}/classes.json.
-Re-running skips the clips already written.
+Re-running skips the clips already written. With --shard I/N (one task of a job array) only part I of N of the
+CSV's rows is prepared, into {out}/parts/; `videonl prep merge` then joins the N parts into the two lists.
 
     python data_prep/kinetics.py --csv kinetics400/train.csv --split train --raw-dir raw/ --out-dir data/kinetics400
 """
@@ -22,7 +23,8 @@ from typing import Dict, List, Optional
 
 from videonl.command import run
 from videonl.prep.common import (ClipJob, add_common_arguments, add_encoding_arguments, convert_clip,
-                                 encoding_options, remove_leftovers, report, run_jobs, write_json, write_list)
+                                 encoding_options, remove_leftovers, run_jobs, write_json)
+from videonl.prep.parts import add_shard_argument, select_part, temporary_tag, write_results
 from videonl.progress import progress
 
 UNLABELLED = -1
@@ -99,6 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(256 as the non-local release; 320 for larger jitter)")
     add_encoding_arguments(parser)
     add_common_arguments(parser)
+    add_shard_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -113,18 +116,16 @@ def main(argv=None) -> dict:
     if args.download and shutil.which("yt-dlp") is None:
         raise SystemExit("--download needs yt-dlp on the PATH (pip install yt-dlp)")
     raw = index_raw_videos(raw_dir) if raw_dir.is_dir() else {}
-    remove_leftovers(args.out_dir / args.split)
-    jobs = build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side,
-                      encoding_options(args.gop, args.fast_decode))
+    part = select_part(build_jobs(rows, classes, args.split, args.out_dir, raw, args.short_side,
+                                  encoding_options(args.gop, args.fast_decode)), args.shard)
+    remove_leftovers(args.out_dir / args.split, temporary_tag(args.shard))
     if args.download:
-        for job, row in progress(list(zip(jobs, rows)), desc="download", unit="video"):
+        youtube_ids = {clip_name(row): row["youtube_id"] for row in rows}
+        for job in progress(part.jobs, desc="download", unit="video"):
             if job.source is None and not job.target.exists():
-                job.source = download(row["youtube_id"], raw_dir)
-    outcomes = run_jobs(convert_clip, jobs, args.workers, f"kinetics {args.split}")
-    kept = [o for o in outcomes if o.status != "failed"]
-    write_list(args.out_dir / f"{args.split}.csv",
-               ((Path(o.path).relative_to(args.out_dir).as_posix(), o.label) for o in kept))
-    return report(outcomes, args.out_dir / f"missing_{args.split}.txt")
+                job.source = download(youtube_ids[job.key], raw_dir)
+    outcomes = run_jobs(convert_clip, part.jobs, args.workers, f"kinetics {args.split}")
+    return write_results(outcomes, part, args.out_dir, args.split)
 
 
 if __name__ == "__main__":

@@ -7,20 +7,22 @@ HandstandPushups holds files named v_HandStandPushups_*. Writes, for each split 
 (trainlist0k) and {out}/split{k}/val.csv (testlist0k) with 0-based labels, and missing_{train,val}.txt there
 for list entries with no file.
 With --reencode every video is re-encoded like kinetics.py (H.264 mp4, short side --short-side) into
-{out}/videos/ and the lists point there; re-running skips finished videos.
+{out}/videos/ and the lists point there; re-running skips finished videos. With --shard I/N (one task of a job
+array) only part I of N of each list is done, into {out}/split{k}/parts/; `videonl prep merge --out-dir
+{out}/split{k} --split train val --parts N` joins the parts of split k.
 
     python data_prep/ucf101.py --splits-dir ucfTrainTestlist --videos-dir UCF-101 --out-dir data/ucf101
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from videonl.command import run
 from videonl.prep.common import (ClipJob, Outcome, add_common_arguments, add_encoding_arguments, convert_clip,
-                                 encoding_options, remove_leftovers, report, run_jobs, write_list)
+                                 encoding_options, remove_leftovers, run_jobs)
+from videonl.prep.parts import add_shard_argument, select_part, temporary_tag, write_results
 
 
 def read_class_index(path: Path) -> Dict[str, int]:
@@ -63,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--short-side", type=int, default=256, help="short side when re-encoding")
     add_encoding_arguments(parser)
     add_common_arguments(parser)
+    add_shard_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -71,24 +74,23 @@ def main(argv=None) -> Dict[str, dict]:
     classes = read_class_index(args.splits_dir / "classInd.txt")
     files = index_videos(args.videos_dir)
     if args.reencode:
-        remove_leftovers(args.out_dir / "videos")
+        remove_leftovers(args.out_dir / "videos", temporary_tag(args.shard))
     counts = {}
     for k in args.splits:
         split_dir = args.out_dir / f"split{k}"
         for kind, list_name in (("train", f"trainlist0{k}.txt"), ("val", f"testlist0{k}.txt")):
             entries = read_split(args.splits_dir / list_name, classes)
-            jobs = [ClipJob(key=relative, source=files.get(relative.lower()),
-                            target=args.out_dir / "videos" / Path(relative).with_suffix(".mp4"),
-                            label=label, short_side=args.short_side,
-                            codec_options=encoding_options(args.gop, args.fast_decode)) for relative, label in entries]
+            part = select_part([ClipJob(key=relative, source=files.get(relative.lower()),
+                                        target=args.out_dir / "videos" / Path(relative).with_suffix(".mp4"),
+                                        label=label, short_side=args.short_side,
+                                        codec_options=encoding_options(args.gop, args.fast_decode))
+                                for relative, label in entries], args.shard)
             if args.reencode:
-                outcomes = run_jobs(convert_clip, jobs, args.workers, f"ucf101 {kind} split {k}")
+                outcomes = run_jobs(convert_clip, part.jobs, args.workers, f"ucf101 {kind} split {k}")
             else:
                 outcomes = [Outcome(job.key, "skipped", path=str(job.source), label=job.label) if job.source
-                            else Outcome(job.key, "failed", job.missing_reason) for job in jobs]
-            write_list(split_dir / f"{kind}.csv", [(Path(os.path.relpath(o.path, split_dir)).as_posix(), o.label)
-                                                   for o in outcomes if o.status != "failed"])
-            counts[f"split{k}/{kind}"] = report(outcomes, split_dir / f"missing_{kind}.txt")
+                            else Outcome(job.key, "failed", job.missing_reason) for job in part.jobs]
+            counts[f"split{k}/{kind}"] = write_results(outcomes, part, split_dir, kind)
     return counts
 
 
