@@ -7,10 +7,10 @@ told apart from a default without comparing values.
 A config file is named by its path or by its place among the configs shipped in the package
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 
-A plug-in (a context block, a backbone) declares its own node beside its code as a `NodeSpec` and adds it with
-`add_node`; `get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`) and the
-user's (the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks videonl
-train ...`).
+A plug-in (a task, a context block, a backbone) declares its own node beside its code as a `NodeSpec` and adds
+it with `add_node`; `get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`)
+and the user's (the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks
+videonl train ...`).
 """
 
 import copy
@@ -46,6 +46,10 @@ class ConfigError(ValueError):
 def get_cfg() -> CfgNode:
     """Return a fresh config holding every key with its default value."""
     _C = CfgNode()
+
+    # What a video's label is (videonl/tasks/): targets, loss, view combination, metrics, what predict prints.
+    _C.TASK = CfgNode()
+    _C.TASK.NAME = "single_label"  # registered task: single_label (one class a video) | multi_label (MULTI_LABEL)
 
     _C.MODEL = CfgNode()
     _C.MODEL.BACKBONE = "resnet3d"  # registered backbone (models/backbones.py); resnet3d reads the RESNET node
@@ -151,13 +155,13 @@ def get_cfg() -> CfgNode:
 
     _C.DEVICE = "auto"  # cuda (this process's local GPU under torchrun) when available, else cpu; or cpu / cuda
     _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
-    _add_plugin_nodes(_C)  # each backbone's and context block's own settings (RESNET, NONLOCAL, GC, SE, ...)
+    _add_plugin_nodes(_C)  # each task's, backbone's and context block's own settings (RESNET, NONLOCAL, GC, ...)
     return _C
 
 
-# Imported by get_cfg(): the package's own blocks and backbone, which add their nodes.
-PLUGINS = ("videonl.models.context", "videonl.models.resnet3d")
-PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's blocks and backbones, imported after PLUGINS
+# Imported by get_cfg(): the package's own tasks, blocks and backbone, which add their nodes.
+PLUGINS = ("videonl.tasks", "videonl.models.context", "videonl.models.resnet3d")
+PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's tasks, blocks and backbones, after PLUGINS
 _PLUGIN_NODES: Dict[str, "NodeSpec"] = {}
 
 
