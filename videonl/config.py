@@ -55,7 +55,7 @@ def get_cfg() -> CfgNode:
     _C.MODEL.BACKBONE = "resnet3d"  # registered backbone (models/backbones.py); resnet3d reads the RESNET node
     _C.MODEL.NUM_CLASSES = 400  # classifier outputs
     _C.MODEL.DROPOUT = 0.5  # dropout before the classifier (non-local paper: 0.5)
-    _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, average the softmax (paper's test)
+    _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, combined as the task says (paper's test)
     _C.MODEL.HEAD_POOL = 7  # spatial window of the fully-convolutional test head (7 = res5 at 224 pixels)
     _C.MODEL.INIT = ""  # "" random; "imagenet" inflated; .pth/.pt/.pyth: ours, torchvision, PyTorchVideo; .pkl: Caffe2
 

@@ -3,6 +3,6 @@ classes that follow from it (`base.Task`). Importing this package registers the 
 
 from videonl.tasks.base import Task
 from videonl.tasks.registry import build_task, register_task, task_name
-from videonl.tasks import single_label  # noqa: F401  (registers single_label)
+from videonl.tasks import multi_label, single_label  # noqa: F401  (registers the package's tasks)
 
 __all__ = ["Task", "build_task", "register_task", "task_name"]
