@@ -50,6 +50,14 @@ def test_a_resumed_run_keeps_the_last_record_of_each_iteration(tmp_path):
     assert_png_drawn(tmp_path / "curves.png", DATA_COLOUR)
 
 
+def test_a_multi_label_runs_validation_curves_show_its_map(tmp_path):
+    records = [train_record(10, 0.7), {"iter": 10, "split": "val", "mAP": 20.0, "top1": 50.0, "top5": 90.0},
+               {"iter": 20, "split": "val", "mAP": 30.0, "top1": 60.0, "top5": 95.0}]
+    _, _, val_axes = training_curves_figure(str(write_jsonl(tmp_path / "metrics.jsonl", records))).axes
+    assert lines_of(val_axes) == {"mAP": [[10, 20.0], [20, 30.0]], "top-1": [[10, 50.0], [20, 60.0]],
+                                  "top-5": [[10, 90.0], [20, 95.0]]}
+
+
 def test_training_curves_without_validation(tmp_path):
     path = write_jsonl(tmp_path / "metrics.jsonl", [train_record(i, 3.0 / (i + 1)) for i in range(20)])
     assert "val" not in read_metrics(str(path))
