@@ -62,7 +62,7 @@ def test_a_backbone_from_outside_the_package_trains_tests_reports_and_exports(da
     checkpoint = tmp_path / "run" / "checkpoints" / "iter_0000002.pth"
     printed = videonl("export", "--cfg", str(toy_yaml), "--checkpoint", str(checkpoint), "--format",
                       "torchscript", "--output", str(exported), *overrides).stdout
-    assert "parity: outputs equal PyTorch's on 3 random views" in printed
+    assert "parity: logits equal PyTorch's on 3 random views" in printed
     with torch.no_grad():
         assert torch.jit.load(str(exported))(torch.randn(5, 3, 4, 32, 32)).shape == (5, 2)
 

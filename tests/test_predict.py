@@ -122,6 +122,7 @@ def test_a_threshold_shows_every_class_that_reaches_it_in_as_many_columns_as_nee
     assert rows[0] == ["path", *[f"top{k}_{field}" for k in (1, 2, 3) for field in ("class", "probability")], "error"]
     assert rows[2] == ["b.mp4", "stand", "0.8999999761581421", *[""] * 4, ""]
     assert format_table(predictions[:2], Selection(2, 0.6)).splitlines()[1:] == ["a.mp4  sit 0.700", "b.mp4  stand 0.900"]
+    assert format_table(predictions[:1], Selection(None, 0.8)).splitlines()[1:] == ["a.mp4  none"]
 
 
 @pytest.mark.parametrize("arguments, message", [

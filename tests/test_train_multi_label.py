@@ -77,12 +77,24 @@ def test_predict_shows_the_classes_over_the_threshold_with_the_tests_probabiliti
     assert line.split()[1:] == [word for c in best for word in (*names[c].split(), f"{probabilities[c]:.3f}")]
 
 
+def test_the_checkpoints_task_is_adopted_unless_the_config_sets_one(run, caplog):
+    model_only = [*tiny(run["data"], run["out"])[2:], "MODEL.NUM_CLASSES", "3"]  # the demo model: no TASK.NAME
+    predictor = Predictor(load_cfg(DEMO_CFG, model_only), run["checkpoint"])
+    assert predictor.cfg.TASK.NAME == "multi_label" and predictor.task.shown.threshold == 0.5
+    assert predictor.cfg.MULTI_LABEL.VIEW_COMBINE == "max"
+    chosen = load_cfg(DEMO_CFG, [*model_only, "TASK.NAME", "single_label"])
+    assert Predictor(chosen, run["checkpoint"]).cfg.TASK.NAME == "single_label"
+    assert "the config sets TASK.NAME single_label, the weights of" in caplog.text
+
+
 def test_onnx_export_gives_each_views_class_probabilities(run, tmp_path, capsys):
     output = tmp_path / "model.onnx"
-    assert export_module.main(["--cfg", run["cfg"], "--checkpoint", run["checkpoint"], "--format", "onnx",
-                               "--output", str(output)]) == 0
-    assert "output: probabilities: [B, 3], each class's sigmoid; combine a video's views by their max" in \
-        capsys.readouterr().out
+    model_only = [*tiny(run["data"], run["out"])[2:], "MODEL.NUM_CLASSES", "3"]  # the task comes from the checkpoint
+    assert export_module.main(["--cfg", DEMO_CFG, "--checkpoint", run["checkpoint"], "--format", "onnx",
+                               "--output", str(output), *model_only]) == 0
+    printed = capsys.readouterr().out
+    assert "output: probabilities: [B, 3], each class's sigmoid; combine a video's views by their max" in printed
+    assert "parity: probabilities equal PyTorch's on 3 random views" in printed
     cfg = load_cfg(run["cfg"])
     model = Predictor(cfg, run["checkpoint"]).model
     clip = export_module.example_clip(cfg, 3, seed=2)

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple
 
 import torch
 from torch import nn
@@ -123,10 +123,19 @@ def check_parity(model: ViewOutput, path: str, fmt: str, clip: torch.Tensor) -> 
     return difference
 
 
-def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> Tuple[float, Dict[str, object]]:
-    """Write the model of `cfg` with `checkpoint`'s weights to `output` and check it; returns the largest
-    difference and the input facts the file records (the input the weights were trained on, unless the config
-    sets its own)."""
+class Exported(NamedTuple):
+    """What `export` wrote: the largest difference from PyTorch, the facts the file records and its output's
+    name."""
+
+    difference: float
+    facts: Dict[str, object]
+    output_name: str
+
+
+def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> Exported:
+    """Write the model of `cfg` with `checkpoint`'s weights to `output` and check it. The facts the file records
+    are of the input the weights were trained on and the task they were trained for, unless the config sets its
+    own."""
     if fmt not in FORMATS:
         raise ValueError(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
     if views < 2:
@@ -136,7 +145,7 @@ def export(cfg, checkpoint: str, fmt: str, output: str, views: int = 2) -> Tuple
     (export_onnx if fmt == "onnx" else export_torchscript)(graph, example_clip(cfg, views), pending, facts)
     difference = check_parity(graph, pending, fmt, example_clip(cfg, views + 1, seed=1))
     os.replace(pending, output)
-    return difference, facts
+    return Exported(difference, facts, graph.task.output_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,13 +166,13 @@ def main(argv=None) -> int:
     args = parse_args(build_parser(), argv)
     try:
         cfg = load_cfg(args.cfg, args.opts)
-        difference, facts = export(cfg, args.checkpoint, args.format, args.output, args.views)
+        difference, facts, output_name = export(cfg, args.checkpoint, args.format, args.output, args.views)
     except (ConfigError, CheckpointError, ParityError, ValueError) as error:
         raise SystemExit(f"error: {error}")
     print(f"wrote {args.output} ({args.format}{f', opset {ONNX_OPSET}' if args.format == 'onnx' else ''})\n"
           f"  input:  {facts['input']}; {facts['normalisation']}, mean {facts['mean']}, std {facts['std']}\n"
           f"  output: {facts['output']}\n"
-          f"  parity: outputs equal PyTorch's on {args.views + 1} random views (max difference {difference:.2g})")
+          f"  parity: {output_name} equal PyTorch's on {args.views + 1} random views (max difference {difference:.2g})")
     return 0
 
 

@@ -172,14 +172,15 @@ def selection(args: argparse.Namespace, default: Selection) -> Selection:
 
 
 def format_table(predictions: Sequence[Prediction], shown: Selection) -> str:
-    """One aligned line per video: the file, then its shown classes with probabilities, or why it failed."""
+    """One aligned line per video: the file, then its shown classes with probabilities ("none" when no class
+    reaches the threshold), or why it failed."""
     width = max(len(p.path) for p in predictions)
     lines = []
     for prediction in predictions:
         if prediction.failed:
             scores = f"FAILED: {prediction.error}"
-        else:
-            scores = "  ".join(f"{name} {probability:.3f}" for name, probability in prediction.shown(shown))
+        else:  # "none": no class reaches the threshold
+            scores = "  ".join(f"{name} {probability:.3f}" for name, probability in prediction.shown(shown)) or "none"
         lines.append(f"{prediction.path:<{width}}  {scores}")
     return "\n".join([f"{'file':<{width}}  {shown}"] + lines)
 
