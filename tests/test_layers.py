@@ -1,8 +1,9 @@
 """The package's layers, read from every module's imports: no module imports one from a higher layer.
 
 From low to high: foundations (config, progress, ranks, class_registry) -> tasks -> data -> models -> engine ->
-commands -> the `videonl` console command. A module may import its own layer and the ones below; `import` inside functions counts too,
-since a lazy import is still a dependency. A new module needs a place in LAYERS, so its layer is a decision.
+commands -> the `videonl` console command. A module may import its own layer and the ones below; `import` inside
+functions counts too, since a lazy import is still a dependency. A new module needs a place in LAYERS, so its
+layer is a decision.
 """
 
 import ast

@@ -321,6 +321,16 @@ def explicit_keys(cfg: CfgNode) -> FrozenSet[str]:
     return cfg.__dict__.get(EXPLICIT_KEYS, frozenset())
 
 
+def with_values(cfg: CfgNode, opts: Sequence) -> CfgNode:
+    """A frozen copy of `cfg` with the `KEY VALUE` pairs of `opts` merged in; `cfg` itself is not changed, and the
+    copy keeps its `explicit_keys` (values adopted from weights are not the user's choices)."""
+    result = cfg.clone()
+    result.defrost()
+    result.merge_from_list(list(opts))
+    result.freeze()
+    return result
+
+
 def resolve_config(name: str) -> str:
     """The file `--cfg name` means: a path when one exists, else a packaged config, written with or without the
     repository's `configs/` prefix, so the README's commands also work from any folder of an installed package."""

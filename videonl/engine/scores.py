@@ -1,12 +1,12 @@
 """Per-video scores of an evaluation, and the store that keeps them on disk so an interrupted evaluation resumes.
 
 A `VideoScore` is one video's outcome: its views' probabilities combined as the task combines them, rounded as
-the store keeps them, and how many of its views were right. With an output folder, every rank appends one JSON line per video to
-`scores.rank{r}.jsonl`, flushed after every batch. Reading gathers all such files (written by any number of
-processes) and ignores a last line cut short by a kill. The first line of each file describes what was scored
-(list file, task, videos, classes, views, frames, a fingerprint of the weights); files that describe another
-evaluation are refused with `StaleScoresError` rather than deleted, so scores of two models are never mixed and
-none are lost by mistake. The folder must be shared by all ranks.
+the store keeps them, and how many of its views were right. With an output folder, every rank appends one JSON
+line per video to `scores.rank{r}.jsonl`, flushed after every batch. Reading gathers all such files (written by
+any number of processes) and ignores a last line cut short by a kill. The first line of each file describes what
+was scored (list file, task, videos, classes, views, frames, a fingerprint of the weights); files that describe
+another evaluation are refused with `StaleScoresError` rather than deleted, so scores of two models are never
+mixed and none are lost by mistake. The folder must be shared by all ranks.
 """
 
 import contextlib

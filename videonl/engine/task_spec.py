@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 
 import yaml
 
-from videonl.config import explicit_keys, value_at
+from videonl.config import explicit_keys, value_at, with_values
 from videonl.tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,4 @@ def adopt_task(cfg, task: Optional[Dict[str, Any]], source: str):
         if key not in chosen and value_at(cfg, key) != value:
             adopted += [key, value]
             logger.info("%s %s: the task the weights of %s were trained for", key, value, source)
-    result = cfg.clone()
-    result.defrost()
-    result.merge_from_list(adopted)
-    result.freeze()
-    return result
+    return with_values(cfg, adopted)

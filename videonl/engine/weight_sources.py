@@ -4,8 +4,8 @@ says of itself.
 "imagenet" (torchvision's weights, inflated), a `.pth`/`.pt`/`.pyth` file (ours, a torchvision 2D ResNet, a
 PyTorchVideo model-zoo file) or a Caffe2 `.pkl`. `open_weights` recognises the format and reads a torch file
 once; the `Weights` it returns give both the metadata (the input the weights expect, their class names, the task
-they were trained for) and the state for a model, so no command reads a file twice. Reading a foreign format is the conversion package's job,
-ours is our own checkpoints'.
+they were trained for) and the state for a model, so no command reads a file twice. Reading a foreign format is
+the conversion package's job, ours is our own checkpoints'.
 """
 
 import dataclasses
