@@ -28,6 +28,7 @@ def check_config(cfg, training: bool, testing: bool) -> None:
     try:
         task = build_task(cfg)
     except (KeyError, ValueError) as err:
+        task = None
         problems.append(f"the task cannot be built: {err.args[0] if isinstance(err, KeyError) else err}")
     if not problems:  # label checks need readable lists, which a broken data dir would report anyway
         problems += _label_problems(cfg, task, ["train", "val"] * training + ["test"] * testing)
