@@ -83,8 +83,8 @@ def _floor(records, backend: str) -> Callable[[], None]:
 def _separate_views(dataset: VideoDataset) -> Callable[[], None]:
     """Every view of every video decoded and transformed on its own (one decode per clip and crop)."""
     def run():
-        for record in dataset.records:
-            _, _, info = dataset.read(record.path)
+        for index, record in enumerate(dataset.records):
+            _, _, info = dataset.read(index)
             for clip in dataset.clip_indices(info):
                 for _ in range(dataset.transform.crops_per_clip):
                     frames, positions, _ = read_frames(record.path, clip, dataset.decoder, fallback=False)

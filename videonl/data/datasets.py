@@ -11,7 +11,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from videonl.data import sampling
 from videonl.data.decode import DecodeError, read_frames
+from videonl.data.shards import ShardReader
 from videonl.data.transforms import EvalTransform, TrainTransform
 
 logger = logging.getLogger(__name__)
@@ -41,22 +42,39 @@ class VideoRecord:
     label: int
 
 
-def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> List[VideoRecord]:
-    """Records of a `path{separator}label` file; the label follows the last separator, so paths may hold it.
-
-    Relative paths are joined to `prefix`, or to the list file's folder when `prefix` is empty.
-    """
-    root = prefix or os.path.dirname(os.path.abspath(list_file))
-    records = []
+def list_fields(list_file: str, separator: str = " ") -> Iterator[Tuple[int, str, str]]:
+    """(line number, path, label field) of every line of a `path{separator}label` file, as text; the label
+    follows the last separator, so paths may hold it."""
     with open(list_file, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             path, _, label = line.rpartition(separator)
-            if not path or not label.strip().lstrip("-").isdigit():
+            if not path:
                 raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r}")
-            records.append(VideoRecord(os.path.join(root, path), int(label)))
+            yield number, path, label
+
+
+def parse_label(field: str) -> int:
+    """A list line's label field as the record's label: a class index. ValueError when it is not one."""
+    if not field.strip().lstrip("-").isdigit():
+        raise ValueError(f"the label {field!r} is not a class index")
+    return int(field)
+
+
+def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> List[VideoRecord]:
+    """Records of a `path{separator}label` file (`list_fields`, `parse_label`).
+
+    Relative paths are joined to `prefix`, or to the list file's folder when `prefix` is empty.
+    """
+    root = prefix or os.path.dirname(os.path.abspath(list_file))
+    records = []
+    for number, path, label in list_fields(list_file, separator):
+        try:
+            records.append(VideoRecord(os.path.join(root, path), parse_label(label)))
+        except ValueError as err:
+            raise ValueError(f"{list_file}:{number}: expected 'path{separator}label': {err}") from None
     return records
 
 
@@ -102,7 +120,8 @@ def report_failure(error: DecodeError) -> None:
 
 
 class VideoDataset(Dataset):
-    """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`).
+    """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`); with `shards`, the
+    videos of a shard index, read from its shards (`data.shards`), and all else the same.
 
     train: {"clip": [C, T, S, S], "label", "index", "failures": ["path: reason" of replaced videos]}
     val/test: {"views": `VideoViews` (the distinct frames and the plan of the V views, cut where the model runs)
@@ -111,10 +130,10 @@ class VideoDataset(Dataset):
     Clips and frames are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
     """
 
-    def __init__(self, records: List[VideoRecord], mode: str, cfg):
+    def __init__(self, records: List[VideoRecord], mode: str, cfg, shards: Optional[ShardReader] = None):
         if mode not in MODES:
             raise ValueError(f"unknown dataset mode '{mode}'; choose from {', '.join(MODES)}")
-        self.records = records
+        self.records, self.shards = records, shards
         self.mode = mode
         self.decoder = cfg.DATA.DECODER
         self.fallback = cfg.DATA.DECODER_FALLBACK
@@ -164,22 +183,32 @@ class VideoDataset(Dataset):
         return sampling.uniform_clips(info, self.num_frames, self.sampling_rate, self.num_clips,
                                       self.clip_starts, self.target_fps)
 
-    def read(self, path: str):
-        """(distinct frames, positions [T] or [clips, T], info) of one video, sampled for this mode; in training
-        the frames are the random crop's box alone."""
+    def read(self, index: int):
+        """(distinct frames, positions [T] or [clips, T], info) of video `index`, sampled for this mode; in
+        training the frames are the random crop's box alone."""
         crop = self.transform.crop_box if self.mode == "train" else None
-        return read_frames(path, self.clip_indices, self.decoder, self.fallback, crop)
+        if self.shards is None:
+            return read_frames(self.records[index].path, self.clip_indices, self.decoder, self.fallback, crop)
+        return read_frames(self.shards.name(index), self.clip_indices, self.decoder, self.fallback, crop,
+                           data=self.shards.member(index))
+
+    def replacement(self, index: int) -> int:
+        """A video to train on in place of `index`, which failed, drawn from the torch generator: any of the list,
+        or from shards one stored near it (`ShardReader.nearby`: in memory or close ahead)."""
+        if self.shards is None:
+            return int(torch.randint(0, len(self.records), ()))
+        return self.shards.nearby(index)
 
     def _train_item(self, index: int) -> Dict:
         failures = []
         for _ in range(self.max_retries + 1):
             record = self.records[index]
             try:
-                frames, positions, _ = self.read(record.path)
+                frames, positions, _ = self.read(index)
             except DecodeError as error:
                 report_failure(error)
                 failures.append(str(error))
-                index = int(torch.randint(0, len(self.records), ()))
+                index = self.replacement(index)
                 continue
             clip = self.transform.from_boxes(frames, torch.from_numpy(positions))
             return {"clip": clip, "label": record.label, "index": index, "failures": failures}
@@ -189,7 +218,7 @@ class VideoDataset(Dataset):
         record = self.records[index]
         item = {"views": None, "label": record.label, "index": index, "error": ""}
         try:
-            frames, positions, _ = self.read(record.path)
+            frames, positions, _ = self.read(index)
         except DecodeError as error:
             report_failure(error)
             item["error"] = str(error)

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional
 import numpy as np
 import torch
 
-from videonl.data.loader import list_file
+from videonl.data.loader import split_location
 
 TOP_K = 5  # classes kept in a video's ranking: top-1 and top-5 accuracy, the predictions' columns
 PROBABILITY_DIGITS = 6  # significant digits kept per probability (float32 holds 6 exactly): half the file size
@@ -96,7 +96,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def scores_meta(cfg, split: str, dataset, model: torch.nn.Module) -> dict:
     """What the scores of an output folder are scores of; a resumed evaluation must match it exactly."""
     return {
-        "list": os.path.abspath(list_file(cfg, split)),
+        "list": split_location(cfg, split),
         "videos": len(dataset),
         "classes": cfg.MODEL.NUM_CLASSES,
         "views_per_video": dataset.views_per_video,

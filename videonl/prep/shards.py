@@ -1,0 +1,132 @@
+"""Pack prepared splits into WebDataset shards, which training and testing read by path or URL (DATA.SHARDS).
+
+For each --split, reads {data-dir}/{split}.csv (a list the other prep commands write) and writes into --out-dir
+{split}-000000.tar, {split}-000001.tar, ...: the videos' files as prepared (not re-encoded), each as the members
+{key}.{extension} and {key}.json ({"id": its path in the list, "label": its label field, as text}), key its
+number in 8 digits; a shard closes before the video that would take it past --shard-size MB (a larger video has
+a shard to itself). Then {split}.shards.json, the index a run reads first: each shard's name, videos and bytes,
+each video's id and label field. classes.json is copied beside them. Every file is written under a temporary
+name and renamed when complete, the index last.
+
+Order: the list's, shuffled with --seed (a list sorted by class, as Kinetics' are, would give shards of one or
+two classes, and a training batch reads a few shards at a time), or kept with --keep-order. The same list and
+options give the same shards, byte for byte. Every listed video must be there: a missing one is an error naming
+it, before anything is written.
+
+    python data_prep/shards.py --data-dir data/kinetics400 --split train val --out-dir shards/kinetics400
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from videonl.command import run
+from videonl.data.datasets import list_fields, read_video_list
+from videonl.data.shards import INDEX_NAME, SHARD_NAME, Shard, ShardIndex, member_key, video_suffix
+from videonl.prep.common import atomic_path, write_text
+from videonl.progress import progress
+
+TAR_BLOCK = 512  # a member's header, and the unit its data is padded to
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="videonl prep shards", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="the prepared folder holding {split}.csv")
+    parser.add_argument("--split", nargs="+", required=True, help="the lists to pack, e.g. train val")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where the shards and their index go")
+    parser.add_argument("--shard-size", type=float, default=1000.0,
+                        help="most megabytes (1e6 bytes) of videos a shard holds (default: %(default)s)")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--seed", type=int, default=0, help="seed of the shuffled order (default: %(default)s)")
+    order.add_argument("--keep-order", action="store_true", help="pack the videos in the list's order")
+    parser.add_argument("--separator", default=" ", help="between path and label (default: a space)")
+    parser.add_argument("--prefix", default="", help="folder of relative paths (default: the list's folder)")
+    args = parser.parse_args(argv)
+    if args.shard_size <= 0:
+        parser.error(f"--shard-size must be positive, got {args.shard_size}")
+    return args
+
+
+def _member_bytes(size: int) -> int:
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+def plan_shards(sizes: Sequence[int], limit: float) -> List[int]:
+    """How many of the videos (of these sizes in bytes, in order) each shard takes: a shard closes before the
+    video that would take its members past `limit` bytes."""
+    counts, filled = [], 0.0
+    for size in sizes:
+        if not counts or filled + _member_bytes(size) > limit:
+            counts.append(0)
+            filled = 0.0
+        counts[-1] += 1
+        filled += _member_bytes(size)
+    return counts
+
+
+def listed_videos(list_file: Path, separator: str, prefix: str) -> List[Tuple[str, str, str]]:
+    """(id, label field, file) of every video of a list, the list checked as a run reads it; FileNotFoundError
+    naming the videos that are not there."""
+    records = read_video_list(str(list_file), separator, prefix)
+    videos = [(path, label, record.path)
+              for (_, path, label), record in zip(list_fields(str(list_file), separator), records)]
+    missing = [video_id for video_id, _, file in videos if not os.path.isfile(file)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} videos of {list_file} are not there, e.g. "
+                                f"{', '.join(missing[:3])}: run `videonl prep check --drop` on the list first")
+    return videos
+
+
+def write_shard(path: Path, videos: Sequence[Tuple[str, str, str]], first: int) -> int:
+    """Videos (id, label field, file) numbered from `first` as one tar; its size in bytes."""
+    from webdataset import TarWriter
+
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream, TarWriter(stream, encoder=False, mtime=0) as tar:
+            for number, (video_id, label, file) in enumerate(videos, first):
+                tar.write({"__key__": member_key(number), video_suffix(video_id): Path(file).read_bytes(),
+                           "json": json.dumps({"id": video_id, "label": label}, ensure_ascii=False).encode()})
+        return temporary.stat().st_size
+
+
+def pack_split(args: argparse.Namespace, split: str) -> ShardIndex:
+    list_file = args.data_dir / f"{split}.csv"
+    videos = listed_videos(list_file, args.separator, args.prefix)
+    if not args.keep_order:
+        videos = [videos[i] for i in np.random.default_rng(args.seed).permutation(len(videos))]
+    counts = plan_shards([os.path.getsize(file) for _, _, file in videos], args.shard_size * 1e6)
+    shards, first = [], 0
+    bar = progress(total=len(videos), desc=f"packing {split}", unit="video")
+    for number, count in enumerate(counts):
+        name = SHARD_NAME.format(split=split, number=number)
+        shards.append(Shard(name, count, write_shard(args.out_dir / name, videos[first:first + count], first)))
+        first += count
+        bar.update(count)
+    bar.close()
+    index = ShardIndex(split, tuple(shards), tuple((video_id, label) for video_id, label, _ in videos))
+    write_text(args.out_dir / INDEX_NAME.format(split=split), index.to_json())
+    total = sum(shard.bytes for shard in shards)
+    print(f"{split}: {len(videos)} videos of {list_file} in {len(shards)} shards, {total / 1e6:.1f} MB, index "
+          f"{args.out_dir / INDEX_NAME.format(split=split)}")
+    return index
+
+
+def main(argv=None) -> Dict[str, ShardIndex]:
+    args = parse_args(argv)
+    indexes = {split: pack_split(args, split) for split in args.split}
+    classes = args.data_dir / "classes.json"
+    if classes.is_file():
+        with atomic_path(args.out_dir / "classes.json") as temporary:
+            shutil.copyfile(classes, temporary)
+    return indexes
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
