@@ -18,8 +18,8 @@ Training (`StreamTrainSampler`), epoch e with seed s:
 A run resumed at batch b of epoch e draws the same order and skips what the first b batches of each worker's
 range held (b // W or b // W + 1 batches): a skip count. Ranks and workers must then be as many as before.
 Testing (`StreamTestSampler`): the videos (or the ones given, e.g. those an interrupted test left) in order,
-cut into contiguous parts per rank (sizes differing by one at most), each into its W ranges of whole batches:
-every video exactly once, none left out.
+cut into contiguous parts per rank (sizes differing by one at most), each into W ranges of whole batches (the
+range holding the rank's last, short batch laid out last): every video exactly once, none left out.
 """
 
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -118,12 +118,13 @@ class StreamTestSampler(Sampler):
         start = sum(split_evenly(len(videos), world_size)[:rank])
         mine = videos[start:start + split_evenly(len(videos), world_size)[rank]]
         batches = [mine[first:first + batch_size] for first in range(0, len(mine), batch_size)]
-        ranges = np.cumsum([0] + split_evenly(len(batches), workers)).tolist()
-        ordered = [batches[ranges[worker] + number]
-                   for worker, number in round_robin(split_evenly(len(batches), workers))]
-        # the one short batch (the rank's last) goes last: a DataLoader cuts the flat order into batches again
-        self.indices = [index for batch in sorted(ordered, key=lambda batch: len(batch) < batch_size)
-                        for index in batch]
+        counts = split_evenly(len(batches), workers)
+        # The rank's last batch, the one that may be short, must come last for a DataLoader cutting the flat order
+        # into batches again: its range goes to the worker whose turn is last, laid out after the others.
+        last = (len(batches) % workers - 1) % workers
+        layout = [worker for worker in range(workers) if worker != last] + [last]
+        first = dict(zip(layout, np.cumsum([0] + [counts[worker] for worker in layout]).tolist()))
+        self.indices = [index for worker, number in round_robin(counts) for index in batches[first[worker] + number]]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
