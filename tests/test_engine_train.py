@@ -25,6 +25,7 @@ from videonl.engine.train import NonFiniteError, TrainingLoop, training_model
 from videonl.models.build import build_model
 from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
+from videonl.prep import shards as prep_shards
 
 CPU = torch.device("cpu")
 
@@ -62,10 +63,18 @@ def test_training_then_testing_writes_every_output(data_dir, tmp_path):
     assert again["top1"] == results["top1"] and again["top5"] == results["top5"]
 
 
-def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_weights(data_dir, tmp_path):
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_weights(data_dir, tmp_path, source):
+    """With shards, the resumed epoch draws the same shard order and within-shard shuffle and skips what the
+    batches before the checkpoint took (data/streams.py): the same clips, so the same weights."""
     batches_per_epoch = 12 // 2  # 12 training videos, batches of 2
     steps = ["SOLVER.MAX_ITER", "8", "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINT_KEEP", "0",
              "TRAIN.EVAL_PERIOD", "4", "TEST.ENABLE", "False", "DATALOADER.NUM_WORKERS", "2"]
+    if source == "shards":  # 3 shards of 5, 5 and 2 videos, read by 2 workers
+        largest = max(path.stat().st_size for path in data_dir.glob("*.mp4"))
+        prep_shards.main(["--data-dir", str(data_dir), "--split", "train", "val", "--out-dir", str(tmp_path / "shards"),
+                          "--shard-size", str(5.5 * prep_shards._member_bytes(largest) / 1e6)])
+        steps += ["DATA.SHARDS", str(tmp_path / "shards"), "DATA.SHARD_SHUFFLE", "3"]
     train_net.main(tiny(data_dir, tmp_path / "uninterrupted", *steps))
 
     killed = tmp_path / "killed"

@@ -10,8 +10,8 @@ name and renamed when complete, the index last.
 
 Order: the list's, shuffled with --seed (a list sorted by class, as Kinetics' are, would give shards of one or
 two classes, and a training batch reads a few shards at a time), or kept with --keep-order. The same list and
-options give the same shards, byte for byte. Every listed video must be there: a missing one is an error naming
-it, before anything is written.
+options give the same shards, byte for byte. Every listed video of every split must be there: a missing one is an
+error naming it, before anything is written.
 
     python data_prep/shards.py --data-dir data/kinetics400 --split train val --out-dir shards/kinetics400
 """
@@ -96,9 +96,8 @@ def write_shard(path: Path, videos: Sequence[Tuple[str, str, str]], first: int) 
         return temporary.stat().st_size
 
 
-def pack_split(args: argparse.Namespace, split: str) -> ShardIndex:
-    list_file = args.data_dir / f"{split}.csv"
-    videos = listed_videos(list_file, args.separator, args.prefix)
+def pack_split(args: argparse.Namespace, split: str, videos: List[Tuple[str, str, str]]) -> ShardIndex:
+    """Write the shards and index of `split`'s videos (id, label field, file, in the list's order)."""
     if not args.keep_order:
         videos = [videos[i] for i in np.random.default_rng(args.seed).permutation(len(videos))]
     counts = plan_shards([os.path.getsize(file) for _, _, file in videos], args.shard_size * 1e6)
@@ -113,14 +112,15 @@ def pack_split(args: argparse.Namespace, split: str) -> ShardIndex:
     index = ShardIndex(split, tuple(shards), tuple((video_id, label) for video_id, label, _ in videos))
     write_text(args.out_dir / INDEX_NAME.format(split=split), index.to_json())
     total = sum(shard.bytes for shard in shards)
-    print(f"{split}: {len(videos)} videos of {list_file} in {len(shards)} shards, {total / 1e6:.1f} MB, index "
+    print(f"{split}: {len(videos)} videos in {len(shards)} shards, {total / 1e6:.1f} MB, index "
           f"{args.out_dir / INDEX_NAME.format(split=split)}")
     return index
 
 
 def main(argv=None) -> Dict[str, ShardIndex]:
     args = parse_args(argv)
-    indexes = {split: pack_split(args, split) for split in args.split}
+    videos = {split: listed_videos(args.data_dir / f"{split}.csv", args.separator, args.prefix) for split in args.split}
+    indexes = {split: pack_split(args, split, videos[split]) for split in args.split}
     classes = args.data_dir / "classes.json"
     if classes.is_file():
         with atomic_path(args.out_dir / "classes.json") as temporary:
