@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -96,35 +96,46 @@ def write_shard(path: Path, videos: Sequence[Tuple[str, str, str]], first: int) 
         return temporary.stat().st_size
 
 
-def pack_split(args: argparse.Namespace, split: str, videos: List[Tuple[str, str, str]]) -> ShardIndex:
-    """Write the shards and index of `split`'s videos (id, label field, file, in the list's order)."""
-    if not args.keep_order:
-        videos = [videos[i] for i in np.random.default_rng(args.seed).permutation(len(videos))]
-    counts = plan_shards([os.path.getsize(file) for _, _, file in videos], args.shard_size * 1e6)
+def pack_split(split: str, videos: List[Tuple[str, str, str]], out_dir: Path, shard_size: float,
+               seed: Optional[int]) -> ShardIndex:
+    """Write the shards and index of `split`'s videos (id, label field, file, in the list's order; shuffled with
+    `seed` unless it is None) into `out_dir`, shards of at most `shard_size` bytes."""
+    if seed is not None:
+        videos = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]
+    counts = plan_shards([os.path.getsize(file) for _, _, file in videos], shard_size)
     shards, first = [], 0
     bar = progress(total=len(videos), desc=f"packing {split}", unit="video")
     for number, count in enumerate(counts):
         name = SHARD_NAME.format(split=split, number=number)
-        shards.append(Shard(name, count, write_shard(args.out_dir / name, videos[first:first + count], first)))
+        shards.append(Shard(name, count, write_shard(out_dir / name, videos[first:first + count], first)))
         first += count
         bar.update(count)
     bar.close()
     index = ShardIndex(split, tuple(shards), tuple((video_id, label) for video_id, label, _ in videos))
-    write_text(args.out_dir / INDEX_NAME.format(split=split), index.to_json())
-    total = sum(shard.bytes for shard in shards)
-    print(f"{split}: {len(videos)} videos in {len(shards)} shards, {total / 1e6:.1f} MB, index "
-          f"{args.out_dir / INDEX_NAME.format(split=split)}")
+    write_text(out_dir / INDEX_NAME.format(split=split), index.to_json())
     return index
+
+
+def pack(data_dir: Path, splits: Sequence[str], out_dir: Path, shard_size: float = 1000.0, seed: Optional[int] = 0,
+         separator: str = " ", prefix: str = "") -> Dict[str, ShardIndex]:
+    """Pack the lists {data_dir}/{split}.csv into `out_dir` (the module's layout), every list checked first;
+    `shard_size` in MB, `seed` None for the lists' order. The indexes by split."""
+    videos = {split: listed_videos(data_dir / f"{split}.csv", separator, prefix) for split in splits}
+    indexes = {split: pack_split(split, videos[split], out_dir, shard_size * 1e6, seed) for split in splits}
+    if (data_dir / "classes.json").is_file():
+        with atomic_path(out_dir / "classes.json") as temporary:
+            shutil.copyfile(data_dir / "classes.json", temporary)
+    return indexes
 
 
 def main(argv=None) -> Dict[str, ShardIndex]:
     args = parse_args(argv)
-    videos = {split: listed_videos(args.data_dir / f"{split}.csv", args.separator, args.prefix) for split in args.split}
-    indexes = {split: pack_split(args, split, videos[split]) for split in args.split}
-    classes = args.data_dir / "classes.json"
-    if classes.is_file():
-        with atomic_path(args.out_dir / "classes.json") as temporary:
-            shutil.copyfile(classes, temporary)
+    indexes = pack(args.data_dir, args.split, args.out_dir, args.shard_size, None if args.keep_order else args.seed,
+                   args.separator, args.prefix)
+    for split, index in indexes.items():
+        print(f"{split}: {len(index.videos)} videos in {len(index.shards)} shards, "
+              f"{sum(shard.bytes for shard in index.shards) / 1e6:.1f} MB; index "
+              f"{args.out_dir / INDEX_NAME.format(split=split)}")
     return indexes
 
 
