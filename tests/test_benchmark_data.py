@@ -20,6 +20,7 @@ def test_loader_benchmark_prints_every_row(video_dir, tmp_path, capsys):
                 "train shards", "test 30 shards"):
         assert f" {row} " in out
     assert out.count(" x seek") == 2 * 7  # train, train item, train decode, test 10, test 30 (+ shards), wall and cpu
+    assert out.count(" x files") == 2 * 2  # the shards rows
     assert out.splitlines()[1].startswith("seek (ref)  train ")
 
 

@@ -19,8 +19,8 @@ and, once for all backends, a reference: the same training windows and test view
 PyAV reader (`seek_reader`: seek to the keyframe before each window, decode to its end, one read per view)
 from copies of the videos encoded with ffmpeg's default x264 settings, as a loader of raw downloads meets them.
 Each row gives milliseconds per item (a training clip, a test video, a video decoded whole), its ratio to the
-floor and to the reference row of the same kind; every case runs in turn with the others (`timing.interleaved`),
-so the ratios hold on a loaded machine. Beside wall time each row shows the CPU time of this process and its
+floor and to the reference row of the same kind (a shards row also to its row read from files); every case
+runs in turn with the others (`timing.interleaved`), so the ratios hold on a loaded machine. Beside wall time each row shows the CPU time of this process and its
 threads; with --workers > 0 the decoding runs in worker processes, which that CPU time does not count.
 `--cores 1` pins everything to one core and one torch thread: the per-core cost that sizes a GPU node's loader.
 """
@@ -51,6 +51,7 @@ CPU = torch.device("cpu")
 TEST_ROWS = {"test 10": "full", "test 30": "3crop"}  # row -> TEST.CROP
 REFERENCE_ROW = {"train": "train", "train item": "train", "train decode": "train", "test 10": "test 10",
                  "test 30": "test 30", "train shards": "train", "test 30 shards": "test 30"}
+FILES_ROW = {"train shards": "train", "test 30 shards": "test 30"}  # the same items read from the videos' files
 
 
 def _backend_cfg(cfg, backend: str, **overrides):
@@ -207,9 +208,13 @@ def format_rows(label: str, seconds: Dict[str, Dict[str, float]], items: Dict[st
             if floor is not None and name != "floor":
                 cell += f" {per_item / (floor[clock] / items['floor']):5.2f} x floor"
             if reference is not None and name in REFERENCE_ROW:
-                cell += f" {value[clock] / reference[REFERENCE_ROW[name]][clock]:5.2f} x seek"
+                row = REFERENCE_ROW[name]
+                cell += f" {per_item / (reference[row][clock] / items[row]):5.2f} x seek"
+            if name in FILES_ROW:
+                row = FILES_ROW[name]
+                cell += f" {per_item / (seconds[row][clock] / items[row]):5.2f} x files"
             cells.append(cell)
-        lines.append(f"{label if not lines else '':<11} {name:<12} " + " | ".join(cells))
+        lines.append(f"{label if not lines else '':<11} {name:<14} " + " | ".join(cells))
     return lines
 
 
