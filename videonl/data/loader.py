@@ -42,7 +42,7 @@ from videonl import ranks
 from videonl.data.datasets import MODES, VideoDataset, VideoRecord, parse_label, read_video_list
 from videonl.data.decode import GPU_BACKENDS
 from videonl.data.shards import ShardIndex, ShardReader, index_url
-from videonl.data.streams import StreamTestSampler, StreamTrainSampler, sample_seed
+from videonl.data.streams import EpochSampler, StreamTestSampler, StreamTrainSampler, sample_seed
 from videonl.data.transforms import VideoViews, normalize
 
 
@@ -60,7 +60,7 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
-class TrainSampler(Sampler):
+class TrainSampler(EpochSampler):
     """This rank's (index, seed) pairs of one epoch, resumable at any batch.
 
     Global batch b of an epoch is the permutation's slice [b*G, (b+1)*G) for G = batch_size * world_size;
@@ -68,31 +68,15 @@ class TrainSampler(Sampler):
     """
 
     def __init__(self, size: int, rank: int, world_size: int, batch_size: int, seed: int):
-        global_batch = batch_size * world_size
-        if size < global_batch:
-            raise ValueError(f"the training list has {size} videos, fewer than one global batch of {global_batch} "
-                             f"(DATALOADER.TRAIN_BATCH_SIZE {batch_size} x {world_size} processes)")
-        self.size, self.rank, self.world_size = size, rank, world_size
-        self.batch_size, self.seed = batch_size, seed
-        self.batches_per_epoch = size // global_batch
-        self.epoch, self.start_batch = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        if not 0 <= start_batch < self.batches_per_epoch:
-            raise ValueError(f"start batch {start_batch} outside the epoch's {self.batches_per_epoch} batches")
-        self.epoch, self.start_batch = epoch, start_batch
+        super().__init__(size, rank, world_size, batch_size, seed, "list has")
 
     def __iter__(self) -> Iterator[tuple]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=self.generator()).tolist()
         global_batch = self.batch_size * self.world_size
         for batch in range(self.start_batch, self.batches_per_epoch):
             first = batch * global_batch + self.rank * self.batch_size
             for position in range(first, first + self.batch_size):
                 yield order[position], sample_seed(self.seed, self.epoch, position)
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
 
 
 def stack_clips(clips: List[torch.Tensor]) -> torch.Tensor:

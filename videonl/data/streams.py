@@ -62,18 +62,18 @@ def shuffled_within(items: Sequence[int], buffer: int, rng: np.random.Generator)
     return out + held
 
 
-class StreamTrainSampler(Sampler):
-    """This rank's (index, seed) pairs of one training epoch, worker ranges interleaved; resumable at any batch
-    (`set_epoch`), with `batches_per_epoch` as `loader.TrainSampler`."""
+class EpochSampler(Sampler):
+    """What the training orders share: an epoch of whole global batches (G = batch x ranks; fewer than G videos
+    left out), `batches_per_epoch` of them, resumable at any batch (`set_epoch`); `source` says what holds the
+    videos in an error."""
 
-    def __init__(self, shard_sizes: Sequence[int], rank: int, world_size: int, batch_size: int, seed: int,
-                 workers: int, shuffle_buffer: int):
-        size, global_batch = sum(shard_sizes), batch_size * world_size
+    def __init__(self, size: int, rank: int, world_size: int, batch_size: int, seed: int, source: str):
+        global_batch = batch_size * world_size
         if size < global_batch:
-            raise ValueError(f"the training shards hold {size} videos, fewer than one global batch of {global_batch}"
-                             f" (DATALOADER.TRAIN_BATCH_SIZE {batch_size} x {world_size} processes)")
-        self.shard_sizes, self.rank, self.world_size = list(shard_sizes), rank, world_size
-        self.batch_size, self.seed, self.workers, self.shuffle_buffer = batch_size, seed, workers, shuffle_buffer
+            raise ValueError(f"the training {source} {size} videos, fewer than one global batch of {global_batch} "
+                             f"(DATALOADER.TRAIN_BATCH_SIZE {batch_size} x {world_size} processes)")
+        self.size, self.rank, self.world_size = size, rank, world_size
+        self.batch_size, self.seed = batch_size, seed
         self.batches_per_epoch = size // global_batch
         self.epoch, self.start_batch = 0, 0
 
@@ -82,12 +82,27 @@ class StreamTrainSampler(Sampler):
             raise ValueError(f"start batch {start_batch} outside the epoch's {self.batches_per_epoch} batches")
         self.epoch, self.start_batch = epoch, start_batch
 
+    def generator(self) -> torch.Generator:
+        """The epoch's generator of its permutation."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+class StreamTrainSampler(EpochSampler):
+    """This rank's (index, seed) pairs of one training epoch, worker ranges interleaved (the module's steps)."""
+
+    def __init__(self, shard_sizes: Sequence[int], rank: int, world_size: int, batch_size: int, seed: int,
+                 workers: int, shuffle_buffer: int):
+        super().__init__(sum(shard_sizes), rank, world_size, batch_size, seed, "shards hold")
+        self.shard_sizes, self.workers, self.shuffle_buffer = list(shard_sizes), workers, shuffle_buffer
+
     def epoch_order(self) -> List[int]:
         """Every video of the split in this epoch's order (step 1 of the module)."""
         starts = np.cumsum([0] + self.shard_sizes).tolist()
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = []
-        for shard in torch.randperm(len(self.shard_sizes), generator=generator).tolist():
+        for shard in torch.randperm(len(self.shard_sizes), generator=self.generator()).tolist():
             rng = np.random.default_rng([self.seed, self.epoch, shard])
             order += shuffled_within(range(starts[shard], starts[shard + 1]), self.shuffle_buffer, rng)
         return order
@@ -103,9 +118,6 @@ class StreamTrainSampler(Sampler):
             first = rank_start + (first_batch[worker] + number) * self.batch_size
             for place in range(first, first + self.batch_size):
                 yield order[place], sample_seed(self.seed, self.epoch, place)
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
 
 
 class StreamTestSampler(Sampler):
