@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import shard_size_for
 from videonl.config import get_cfg
 from videonl.data.datasets import VideoDataset
 from videonl.data.decode import DecodeError
@@ -40,10 +41,8 @@ def packed(tmp_path_factory):
     (data / "train.csv").write_text("".join(lines))
     (data / "val.csv").write_text("".join(lines[:6] + ["broken.mp4 2\n"] + lines[6:]))
     (data / "classes.json").write_text(json.dumps({"a": 0, "b": 1, "c": 2}))
-    largest = max(path.stat().st_size for path in data.glob("*.mp4"))
-    shard_size = (3 * prep_shards._member_bytes(largest) + 1) / 1e6
     prep_shards.main(["--data-dir", str(data), "--split", "train", "val", "--out-dir", str(root / "shards"),
-                      "--shard-size", str(shard_size), "--keep-order"])
+                      "--shard-size", shard_size_for(3, data), "--keep-order"])
     return root
 
 

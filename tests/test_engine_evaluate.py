@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from grey_videos import VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401  (grey_dir: the videos fixture)
+from helpers import ROOT, shard_size_for
 from videonl.config import get_cfg
 from videonl.data.loader import build_dataset, build_loader, model_input
 from videonl.engine.evaluate import evaluate
@@ -201,9 +202,8 @@ def scored_indices(out_dir, rank):
 def test_a_thirty_view_test_over_two_ranks_scores_each_video_of_an_uneven_list_once(grey_dir, tmp_path, source):
     cfg = grey_cfg(uneven_list(grey_dir, tmp_path / "data"), **THIRTY_VIEWS)
     if source == "shards":  # 3 shards of 2, 2 and 1 videos
-        largest = max(path.stat().st_size for path in grey_dir.glob("*.mp4"))
         prep_shards.main(["--data-dir", str(tmp_path / "data"), "--split", "val", "--out-dir", str(tmp_path / "shards"),
-                          "--shard-size", str((2 * prep_shards._member_bytes(largest) + 1) / 1e6), "--keep-order"])
+                          "--shard-size", shard_size_for(2, grey_dir), "--keep-order"])
         cfg.DATA.SHARDS = str(tmp_path / "shards")
         assert [shard.videos for shard in build_dataset(cfg, "test").shards.index.shards] == [2, 2, 1]
     single = evaluate(GreyLevelModel(), cfg, progress=False)
@@ -248,8 +248,6 @@ if __name__ == "__main__":
 
 def test_a_two_process_test_killed_midway_resumes_from_the_scores_written_and_ends_as_an_uninterrupted_one(
         grey_dir, tmp_path):
-    from helpers import ROOT
-
     data = uneven_list(grey_dir, tmp_path / "data")
     cfg = grey_cfg(data, **THIRTY_VIEWS)
     uninterrupted = evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path / "whole"), progress=False)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import train_net
-from helpers import DEMO_CFG, ROOT, assert_png_drawn, assert_same_weights, final_weights, randomize_batch_norms, tiny
+from helpers import (DEMO_CFG, ROOT, assert_png_drawn, assert_same_weights, final_weights, randomize_batch_norms,
+                     shard_size_for, tiny)
 from videonl.config import ConfigError, load_cfg
 from videonl.engine import distributed
 from videonl.engine import train as engine_train
@@ -71,9 +72,8 @@ def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_w
     steps = ["SOLVER.MAX_ITER", "8", "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINT_KEEP", "0",
              "TRAIN.EVAL_PERIOD", "4", "TEST.ENABLE", "False", "DATALOADER.NUM_WORKERS", "2"]
     if source == "shards":  # 3 shards of 5, 5 and 2 videos, read by 2 workers
-        largest = max(path.stat().st_size for path in data_dir.glob("*.mp4"))
         prep_shards.main(["--data-dir", str(data_dir), "--split", "train", "val", "--out-dir", str(tmp_path / "shards"),
-                          "--shard-size", str(5.5 * prep_shards._member_bytes(largest) / 1e6)])
+                          "--shard-size", shard_size_for(5, data_dir)])
         steps += ["DATA.SHARDS", str(tmp_path / "shards"), "DATA.SHARD_SHUFFLE", "3"]
     train_net.main(tiny(data_dir, tmp_path / "uninterrupted", *steps))
 

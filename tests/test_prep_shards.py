@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 
+from helpers import shard_size_for
 from videonl.command import run
 from videonl.data.datasets import list_fields
 from videonl.data.shards import ShardIndex
@@ -23,8 +24,7 @@ def members(tar_path):
 
 
 def test_packing_keeps_each_videos_bytes_id_and_label_field_within_the_size_target(data_dir, tmp_path):
-    largest = max(path.stat().st_size for path in data_dir.glob("*.mp4"))
-    target = 2.5 * prep_shards._member_bytes(largest)  # two videos a shard, whatever their sizes
+    target = float(shard_size_for(2, data_dir)) * 1e6  # two videos a shard, whatever their sizes
     indexes = pack(data_dir, tmp_path / "shards", "--shard-size", str(target / 1e6))
     for split in ("train", "val"):
         listed = {path: label for _, path, label in list_fields(str(data_dir / f"{split}.csv"))}
@@ -36,7 +36,7 @@ def test_packing_keeps_each_videos_bytes_id_and_label_field_within_the_size_targ
         for shard in index.shards:
             stored = members(tmp_path / "shards" / shard.name)
             assert (tmp_path / "shards" / shard.name).stat().st_size == shard.bytes
-            assert sum(len(data) for name, data in stored if name.endswith(".mp4")) <= target
+            assert sum(prep_shards.member_bytes(len(data)) for _, data in stored) <= target
             for (json_name, text), (video_name, video) in zip(stored[::2], stored[1::2]):
                 video_id, label = index.videos[position]
                 assert (json_name, video_name) == (f"{position:08d}.json", f"{position:08d}.mp4")
@@ -63,7 +63,7 @@ def test_the_order_is_the_lists_shuffled_by_the_seed_and_the_same_every_run(data
 
 
 def test_a_video_larger_than_the_target_has_a_shard_to_itself():
-    assert prep_shards.plan_shards([100, 3000, 100, 100, 100], limit=3100) == [1, 1, 3]
+    assert prep_shards.plan_shards([1024, 3584, 1024, 1024, 1024], limit=3100) == [1, 1, 3]
 
 
 def test_a_listed_video_that_is_missing_is_named_and_nothing_is_written(data_dir, tmp_path, capsys):

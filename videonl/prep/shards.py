@@ -3,8 +3,8 @@
 For each --split, reads {data-dir}/{split}.csv (a list the other prep commands write) and writes into --out-dir
 {split}-000000.tar, {split}-000001.tar, ...: the videos' files as prepared (not re-encoded), each as the members
 {key}.{extension} and {key}.json ({"id": its path in the list, "label": its label field, as text}), key its
-number in 8 digits; a shard closes before the video that would take it past --shard-size MB (a larger video has
-a shard to itself). Then {split}.shards.json, the index a run reads first: each shard's name, videos and bytes,
+number in 8 digits; a shard closes before the video whose members would take it past --shard-size MB (a
+larger video has a shard to itself; the tar's end adds at most 10 kB). Then {split}.shards.json, the index a run reads first: each shard's name, videos and bytes,
 each video's id and label field. classes.json is copied beside them. Every file is written under a temporary
 name and renamed when complete, the index last.
 
@@ -54,20 +54,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _member_bytes(size: int) -> int:
+def member_bytes(size: int) -> int:
+    """What a member of `size` bytes takes in a tar: its header and its data padded to whole blocks."""
     return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
 
 
+def description(video_id: str, label: str) -> bytes:
+    """A video's json member: its id and its label field, as the list has them."""
+    return json.dumps({"id": video_id, "label": label}, ensure_ascii=False).encode("utf-8")
+
+
 def plan_shards(sizes: Sequence[int], limit: float) -> List[int]:
-    """How many of the videos (of these sizes in bytes, in order) each shard takes: a shard closes before the
-    video that would take its members past `limit` bytes."""
-    counts, filled = [], 0.0
+    """How many of the videos (their members taking `sizes` bytes, in order) each shard takes: a shard closes
+    before the video that would take it past `limit` bytes."""
+    counts, filled = [], 0
     for size in sizes:
-        if not counts or filled + _member_bytes(size) > limit:
+        if not counts or filled + size > limit:
             counts.append(0)
-            filled = 0.0
+            filled = 0
         counts[-1] += 1
-        filled += _member_bytes(size)
+        filled += size
     return counts
 
 
@@ -92,7 +98,7 @@ def write_shard(path: Path, videos: Sequence[Tuple[str, str, str]], first: int) 
         with open(temporary, "wb") as stream, TarWriter(stream, encoder=False, mtime=0) as tar:
             for number, (video_id, label, file) in enumerate(videos, first):
                 tar.write({"__key__": member_key(number), video_suffix(video_id): Path(file).read_bytes(),
-                           "json": json.dumps({"id": video_id, "label": label}, ensure_ascii=False).encode()})
+                           "json": description(video_id, label)})
         return temporary.stat().st_size
 
 
@@ -102,7 +108,8 @@ def pack_split(split: str, videos: List[Tuple[str, str, str]], out_dir: Path, sh
     `seed` unless it is None) into `out_dir`, shards of at most `shard_size` bytes."""
     if seed is not None:
         videos = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]
-    counts = plan_shards([os.path.getsize(file) for _, _, file in videos], shard_size)
+    counts = plan_shards([member_bytes(os.path.getsize(file)) + member_bytes(len(description(video_id, label)))
+                          for video_id, label, file in videos], shard_size)
     shards, first = [], 0
     bar = progress(total=len(videos), desc=f"packing {split}", unit="video")
     for number, count in enumerate(counts):
