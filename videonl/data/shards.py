@@ -69,10 +69,17 @@ def index_url(location: str, split: str) -> str:
 
 
 def open_url(url: str):
-    """A binary stream of `url` through webdataset's `gopen`; http(s) needs the `curl` command."""
+    """A binary stream of `url` through webdataset's `gopen`; http(s) needs the `curl` command. A scheme gopen has
+    no handler for (s3:) is an error saying how to read it through a command (`pipe:`)."""
     import webdataset
+    from webdataset.gopen import gopen_schemes
 
-    if urlparse(url).scheme in ("http", "https") and shutil.which("curl") is None:
+    scheme = urlparse(url).scheme
+    if scheme not in ("", "file", *gopen_schemes):
+        raise ShardError(f"{url}: webdataset opens no {scheme}: URLs; give DATA.SHARDS a pipe: URL of a command "
+                         f"that writes the file, {{name}} where its name goes, e.g. 'pipe:aws s3 cp "
+                         f"s3://bucket/kinetics400/{{name}} -'")
+    if scheme in ("http", "https") and shutil.which("curl") is None:
         raise ShardError(f"{url}: webdataset reads http(s) URLs with the curl command, which is not installed here")
     return webdataset.gopen(url, "rb")
 

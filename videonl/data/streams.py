@@ -29,7 +29,6 @@ import torch
 from torch.utils.data import Sampler
 
 
-
 def sample_seed(seed: int, epoch: int, position: int) -> int:
     """A 63-bit seed of its own for every (run seed, epoch, position): numpy's SeedSequence hashes the triple."""
     return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0] >> 1)
