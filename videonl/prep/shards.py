@@ -4,9 +4,9 @@ For each --split, reads {data-dir}/{split}.csv (a list the other prep commands w
 {split}-000000.tar, {split}-000001.tar, ...: the videos' files as prepared (not re-encoded), each as the members
 {key}.{extension} and {key}.json ({"id": its path in the list, "label": its label field, as text}), key its
 number in 8 digits; a shard closes before the video whose members would take it past --shard-size MB (a
-larger video has a shard to itself; the tar's end adds at most 10 kB). Then {split}.shards.json, the index a run reads first: each shard's name, videos and bytes,
-each video's id and label field. classes.json is copied beside them. Every file is written under a temporary
-name and renamed when complete, the index last.
+larger video has a shard to itself; the tar's end adds at most 10 kB). Then {split}.shards.json, the index a run
+reads first: each shard's name, videos and bytes, each video's id and label field. classes.json is copied beside
+them. Every file is written under a temporary name and renamed when complete, the index last.
 
 Order: the list's, shuffled with --seed (a list sorted by class, as Kinetics' are, would give shards of one or
 two classes, and a training batch reads a few shards at a time), or kept with --keep-order. The same list and
