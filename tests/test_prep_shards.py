@@ -73,8 +73,9 @@ def test_a_listed_video_that_is_missing_is_named_and_nothing_is_written(data_dir
     (data / "val.csv").write_text(f"{data_dir / '0_6.mp4'} 0\n")
     status = run(prep_shards.main, ["--data-dir", str(data), "--split", "val", "train", "--out-dir",
                                     str(tmp_path / "out")])
-    assert status == 1 and capsys.readouterr().err == (f"error: 1 videos of {data / 'train.csv'} are not there, "
-                                                       "e.g. gone.mp4: run `videonl prep check --drop` on the list first\n")
+    assert status == 1 and capsys.readouterr().err == (
+        f"error: 1 videos of {data / 'train.csv'} are not there, e.g. gone.mp4: run `videonl prep check --drop` on "
+        "the list first\n")
     assert not (tmp_path / "out").exists()
 
 

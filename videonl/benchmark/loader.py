@@ -20,8 +20,9 @@ PyAV reader (`seek_reader`: seek to the keyframe before each window, decode to i
 from copies of the videos encoded with ffmpeg's default x264 settings, as a loader of raw downloads meets them.
 Each row gives milliseconds per item (a training clip, a test video, a video decoded whole), its ratio to the
 floor and to the reference row of the same kind (a shards row also to its row read from files); every case
-runs in turn with the others (`timing.interleaved`), so the ratios hold on a loaded machine. Beside wall time each row shows the CPU time of this process and its
-threads; with --workers > 0 the decoding runs in worker processes, which that CPU time does not count.
+runs in turn with the others (`timing.interleaved`), so the ratios hold on a loaded machine. Beside wall time
+each row shows the CPU time of this process and its threads; with --workers > 0 the decoding runs in worker
+processes, which that CPU time does not count.
 `--cores 1` pins everything to one core and one torch thread: the per-core cost that sizes a GPU node's loader.
 """
 
