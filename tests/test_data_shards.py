@@ -190,3 +190,41 @@ def test_a_pipe_url_with_the_name_in_it_reads_as_the_folder_does(packed):
     with pytest.raises(ShardError, match=r"^s3://bucket/k400/val\.shards\.json: webdataset opens no s3: URLs; .* "
                                          r"'pipe:aws s3 cp s3://bucket/kinetics400/\{name\} -'"):
         build_dataset(shard_cfg("s3://bucket/k400"), "val")
+
+
+def test_a_multi_label_list_packs_into_shards_that_give_the_targets_the_list_gives(packed, tmp_path):
+    """A multi-label list (actions CLASS, CLASS:START:END, none) through `prep shards --task multi_label`: each
+    shard sample's label field is read by the task as the list's line is, so clips and videos get the same
+    targets from either source, the clip's from the actions its frames overlap (8 frames at 25 fps: 0.00-0.28 s)."""
+    fields = ["none", "2", "0;2", "1:0.00:0.10;2:0.16:0.30", "0:0.00:0.05", "1:0.10:0.12;0"]
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [f"{packed / 'data' / name} {field}\n" for name, field in zip(GREY, fields)]
+    for split in ("train", "val"):
+        (data / f"{split}.csv").write_text("".join(lines))
+    prep_shards.main(["--data-dir", str(data), "--split", "train", "val", "--out-dir", str(tmp_path / "shards"),
+                      "--shard-size", shard_size_for(2, packed / "data"), "--task", "multi_label"])
+    task = {"TASK.NAME": "multi_label", "MODEL.NUM_CLASSES": 3}
+    from_list = shard_cfg("", **task, **{"DATA.PATH_TO_DATA_DIR": str(data), "TEST.CROP": "center"})
+    from_shards = shard_cfg(tmp_path / "shards", **task, **{"TEST.CROP": "center"})
+
+    videos = build_dataset(from_list, "val")
+    shard_videos = build_dataset(from_shards, "val")
+    position = {record.path: index for index, record in enumerate(shard_videos.records)}
+    assert sorted(position) == [record.path for record in videos.records]
+    for index, record in enumerate(videos.records):
+        assert torch.equal(videos[index]["label"], shard_videos[position[record.path]]["label"])
+    assert videos[2]["label"].tolist() == [1, 0, 1] and videos[0]["label"].tolist() == [0, 0, 0]
+
+    clips, shard_clips = build_dataset(from_list, "train"), build_dataset(from_shards, "train")
+    targets = set()
+    for index, record in enumerate(clips.records):
+        for seed in range(4):
+            clip, shard_clip = clips[(index, seed)], shard_clips[(position[record.path], seed)]
+            assert torch.equal(clip["label"], shard_clip["label"]) and torch.equal(clip["clip"], shard_clip["clip"])
+            targets.add((index, tuple(clip["label"].tolist())))
+    overlapped = {target for index, target in targets if index == 3}  # class 1 at 0.00-0.10 s, class 2 at 0.16-0.30 s
+    assert len(overlapped) > 1 and overlapped <= {(0.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0)}
+
+    with pytest.raises(ValueError, match=r"val\.shards\.json: video .*v03\.mp4: label "):
+        build_dataset(shard_cfg(tmp_path / "shards"), "val")  # a single-label run refuses actions, naming the video

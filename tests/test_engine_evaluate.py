@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from grey_videos import VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401  (grey_dir: the videos fixture)
+from grey_videos import LEVELS, VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401  (grey_dir: the videos fixture)
 from helpers import ROOT, shard_size_for
 from videonl.config import get_cfg
 from videonl.data.loader import build_dataset, build_loader, model_input
@@ -109,7 +109,7 @@ def tiny_model_cfg(grey_dir):
     return cfg
 
 
-def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_logits():
+def test_views_are_scored_by_the_softmax_averaged_over_the_windows_not_of_the_pooled_logits():
     from helpers import randomize_batch_norms
     from videonl.data.transforms import VideoViews
     from videonl.engine.evaluate import view_probabilities
@@ -127,7 +127,8 @@ def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_lo
     clips = model_input(torch.cat([video.cut() for video in views]), cfg, torch.device("cpu"))
     with torch.no_grad():
         scored = view_probabilities(model, views, cfg, torch.device("cpu"))
-        windows, pooled = (output.softmax(-1).view(2, 3, 5) for output in (model.test_logits(clips), model(clips)))
+        windows = model.test_logits(clips).softmax(-1).mean(dim=1).view(2, 3, 5)
+        pooled = model(clips).softmax(-1).view(2, 3, 5)
     torch.testing.assert_close(scored, windows)
     assert (scored - pooled).abs().max() > 1e-3
 
@@ -143,9 +144,10 @@ def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(grey_di
     stored = {line["index"]: line for line in score_lines(tmp_path)}
     views = next(iter(build_loader(cfg, "test")))["views"][0].cut()  # grey40.mp4: 3 crops
     with torch.no_grad():
-        output = model.eval().test_logits(model_input(views, cfg, torch.device("cpu")))
-    assert torch.allclose(output.exp().sum(dim=1), torch.ones(3))  # eval output: log-probabilities
-    expected = output.exp().mean(dim=0)
+        windows = model.eval().test_logits(model_input(views, cfg, torch.device("cpu")))
+    assert windows.shape == (3, 4, len(LEVELS))  # 3 crops, 4 windows each
+    probabilities = windows.softmax(dim=-1).mean(dim=1)
+    expected = probabilities.mean(dim=0)
     assert torch.allclose(torch.tensor(stored[0]["probabilities"]), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -182,6 +184,8 @@ def test_a_label_outside_the_classifier_is_named(grey_dir):
 # ------------------------------------------------------------------------- distributed and interrupted tests
 
 THIRTY_VIEWS = {"TEST.NUM_CLIPS": 10, "TEST.CROP": "3crop"}  # the paper's test: 10 clips x 3 crops
+# One decoder first in every process: the broken video's reason lists the decoders in the order they were tried.
+ONE_ORDER = {"DATA.DECODER": "pyav"}
 
 
 def uneven_list(grey_dir, folder):
@@ -218,7 +222,7 @@ def test_a_thirty_view_test_over_two_ranks_scores_each_video_of_an_uneven_list_o
 
 
 SLOW_EVALUATION = """
-import sys, time
+import json, sys, time
 import torch
 import torch.multiprocessing as mp
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
@@ -228,33 +232,31 @@ from videonl.engine.evaluate import evaluate
 
 class SlowGreyLevelModel(GreyLevelModel):
     def forward(self, x):
-        time.sleep(0.03)
-        return super().forward(x)
-
-    test_logits = forward
+        time.sleep(0.1)
+        return super().forward(x)  # test_logits calls it
 
 
-def rank_main(rank, data_dir, out_dir, init_file):
+def rank_main(rank, data_dir, out_dir, init_file, overrides):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    evaluate(SlowGreyLevelModel(), grey_cfg(data_dir, **{"TEST.NUM_CLIPS": 10, "TEST.CROP": "3crop"}),
-             out_dir=out_dir, progress=False)
+    evaluate(SlowGreyLevelModel(), grey_cfg(data_dir, **json.loads(overrides)), out_dir=out_dir, progress=False)
 
 
 if __name__ == "__main__":
-    mp.spawn(rank_main, args=tuple(sys.argv[3:6]), nprocs=2)
+    mp.spawn(rank_main, args=tuple(sys.argv[3:7]), nprocs=2)
 """
 
 
 def test_a_two_process_test_killed_midway_resumes_from_the_scores_written_and_ends_as_an_uninterrupted_one(
         grey_dir, tmp_path):
     data = uneven_list(grey_dir, tmp_path / "data")
-    cfg = grey_cfg(data, **THIRTY_VIEWS)
+    cfg = grey_cfg(data, **THIRTY_VIEWS, **ONE_ORDER)
     uninterrupted = evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path / "whole"), progress=False)
     script, out_dir = tmp_path / "slow_evaluation.py", tmp_path / "out"
     script.write_text(SLOW_EVALUATION)
     process = subprocess.Popen([sys.executable, str(script), str(ROOT / "tests"), str(ROOT), str(data), str(out_dir),
-                                str(tmp_path / "init")], start_new_session=True)
+                                str(tmp_path / "init"), json.dumps({**THIRTY_VIEWS, **ONE_ORDER})],
+                               start_new_session=True)
     try:
         while process.poll() is None and sum(len(scored_indices(out_dir, rank)) for rank in range(2)
                                              if (out_dir / f"scores.rank{rank}.jsonl").exists()) < 2:

@@ -2,16 +2,19 @@
 
 Batch formats, for the training loop and the evaluator:
 
-train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
+train: {"clip": [B, C, T, S, S], "label": the task's targets, "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
     The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
 val / test: {"views": list of B_ok `VideoViews` (the videos that decoded, in batch order: each its distinct
-             frames and the plan of its V views), "label": long [B], "index": long [B], "valid": bool [B],
+             frames and the plan of its V views), "label": the task's targets, "index": long [B], "valid": bool [B],
              "error": list of B strings}
     `view_batches(batch["views"], cfg, device)` sends each video's frames to the device once,
     cuts the views there and yields them ready for the model, TEST.VIEWS_PER_FORWARD at a time (video-major);
-    concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row with valid False
-    is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
+    concatenate the task's view probabilities, view them as [B_ok, V, classes] and combine them over V as the
+    task does. A row with valid False is a video that failed: scored as wrong, or left out when
+    TEST.EXCLUDE_FAILED.
+Targets are stacked as torch's `default_collate` stacks them: the single-label task's class indices into
+long [B], the multi-label task's multi-hot vectors into float [B, classes].
 Clips and frames are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
 channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
 `model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
@@ -33,17 +36,18 @@ all_gather_object of (index, scores, label) lists, or all_reduce of correct / co
 """
 
 import os
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Sampler, default_collate
 
 from videonl import ranks
-from videonl.data.datasets import MODES, VideoDataset, VideoRecord, parse_label, read_video_list
+from videonl.data.datasets import MODES, VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import GPU_BACKENDS
 from videonl.data.shards import ShardIndex, ShardReader, index_url
 from videonl.data.streams import EpochSampler, StreamTestSampler, StreamTrainSampler, sample_seed
 from videonl.data.transforms import VideoViews, normalize
+from videonl.tasks import build_task
 
 
 class ShardSampler(Sampler):
@@ -88,7 +92,7 @@ def stack_clips(clips: List[torch.Tensor]) -> torch.Tensor:
 def collate_train(items: List[Dict]) -> Dict:
     return {
         "clip": stack_clips([item["clip"] for item in items]),
-        "label": torch.tensor([item["label"] for item in items]),
+        "label": default_collate([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "failures": [failure for item in items for failure in item["failures"]],
     }
@@ -97,7 +101,7 @@ def collate_train(items: List[Dict]) -> Dict:
 def collate_views(items: List[Dict]) -> Dict:
     return {
         "views": [item["views"] for item in items if item["views"] is not None],
-        "label": torch.tensor([item["label"] for item in items]),
+        "label": default_collate([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "valid": torch.tensor([item["views"] is not None for item in items]),
         "error": [item["error"] for item in items],
@@ -120,8 +124,9 @@ def split_location(cfg, split: str) -> str:
     return os.path.abspath(list_file(cfg, split))
 
 
-def shard_records(index: ShardIndex) -> List[VideoRecord]:
-    """A shard index's videos as records: the id as the path, the label field read as a list line's."""
+def shard_records(index: ShardIndex, parse_label: Callable[[str], Any]) -> List[VideoRecord]:
+    """A shard index's videos as records: the id as the path, the label field read by `parse_label` (the task's,
+    as a list line's field is read)."""
     records = []
     for video_id, label in index.videos:
         try:
@@ -135,10 +140,11 @@ def build_dataset(cfg, split: str) -> VideoDataset:
     """The dataset of `split`: its list file's videos, or with DATA.SHARDS its shard index's, read from the shards."""
     if split not in MODES:
         raise ValueError(f"unknown split '{split}'; choose from {', '.join(MODES)}")
+    parse_label = build_task(cfg).parse_label
     if cfg.DATA.SHARDS:
         index = ShardIndex.read(cfg.DATA.SHARDS, split_name(cfg, split))
-        return VideoDataset(shard_records(index), split, cfg, ShardReader(index, cfg.DATA.SHARD_SHUFFLE))
-    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
+        return VideoDataset(shard_records(index, parse_label), split, cfg, ShardReader(index, cfg.DATA.SHARD_SHUFFLE))
+    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX, parse_label)
     return VideoDataset(records, split, cfg)
 
 

@@ -8,6 +8,10 @@ larger video has a shard to itself; the tar's end adds at most 10 kB). Then {spl
 reads first: each shard's name, videos and bytes, each video's id and label field. classes.json is copied beside
 them. Every file is written under a temporary name and renamed when complete, the index last.
 
+Labels: each label field is packed as the list holds it, as text, and a run reads it as it reads a list's, with
+its task (TASK.NAME); packing checks every field with the task --task names (single_label: a class index;
+multi_label: `none` or actions such as `92:11.90:21.20;147:0.00:12.60`).
+
 Order: the list's, shuffled with --seed (a list sorted by class, as Kinetics' are, would give shards of one or
 two classes, and a training batch reads a few shards at a time), or kept with --keep-order. The same list and
 options give the same shards, byte for byte. Every listed video of every split must be there: a missing one is an
@@ -22,15 +26,18 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from videonl.command import run
+from videonl.config import get_cfg
 from videonl.data.datasets import list_fields, read_video_list
 from videonl.data.shards import INDEX_NAME, SHARD_NAME, Shard, ShardIndex, member_key, video_suffix
 from videonl.prep.common import atomic_path, write_text
 from videonl.progress import progress
+from videonl.tasks import build_task
+from videonl.tasks.single_label import parse_class_index
 
 TAR_BLOCK = 512  # a member's header, and the unit its data is padded to
 
@@ -48,10 +55,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     order.add_argument("--keep-order", action="store_true", help="pack the videos in the list's order")
     parser.add_argument("--separator", default=" ", help="between path and label (default: a space)")
     parser.add_argument("--prefix", default="", help="folder of relative paths (default: the list's folder)")
+    parser.add_argument("--task", default="single_label",
+                        help="the task (TASK.NAME) whose label fields the lists hold, e.g. multi_label "
+                        "(default: %(default)s)")
     args = parser.parse_args(argv)
     if args.shard_size <= 0:
         parser.error(f"--shard-size must be positive, got {args.shard_size}")
+    try:
+        args.parse_label = label_parser(args.task)
+    except KeyError as err:
+        parser.error(f"--task: {err.args[0]}")
     return args
+
+
+def label_parser(task: str) -> Callable[[str], Any]:
+    """How a run of the task named `task` (TASK.NAME) reads a label field; KeyError naming the known tasks."""
+    cfg = get_cfg()  # imports the package's tasks and the user's (VIDEONL_PLUGINS)
+    cfg.TASK.NAME = task
+    return build_task(cfg).parse_label
 
 
 def member_bytes(size: int) -> int:
@@ -77,10 +98,11 @@ def plan_shards(sizes: Sequence[int], limit: float) -> List[int]:
     return counts
 
 
-def listed_videos(list_file: Path, separator: str, prefix: str) -> List[Tuple[str, str, str]]:
-    """(id, label field, file) of every video of a list, the list checked as a run reads it; FileNotFoundError
-    naming the videos that are not there."""
-    records = read_video_list(str(list_file), separator, prefix)
+def listed_videos(list_file: Path, separator: str, prefix: str,
+                  parse_label: Callable[[str], Any]) -> List[Tuple[str, str, str]]:
+    """(id, label field, file) of every video of a list, the list checked as a run reads it (its labels with
+    `parse_label`); FileNotFoundError naming the videos that are not there."""
+    records = read_video_list(str(list_file), separator, prefix, parse_label)
     videos = [(path, label, record.path)
               for (_, path, label), record in zip(list_fields(str(list_file), separator), records)]
     missing = [video_id for video_id, _, file in videos if not os.path.isfile(file)]
@@ -124,10 +146,12 @@ def pack_split(split: str, videos: List[Tuple[str, str, str]], out_dir: Path, sh
 
 
 def pack(data_dir: Path, splits: Sequence[str], out_dir: Path, shard_size: float = 1000.0, seed: Optional[int] = 0,
-         separator: str = " ", prefix: str = "") -> Dict[str, ShardIndex]:
-    """Pack the lists {data_dir}/{split}.csv into `out_dir` (the module's layout), every list checked first;
-    `shard_size` in MB, `seed` None for the lists' order. The indexes by split."""
-    videos = {split: listed_videos(data_dir / f"{split}.csv", separator, prefix) for split in splits}
+         separator: str = " ", prefix: str = "",
+         parse_label: Callable[[str], Any] = parse_class_index) -> Dict[str, ShardIndex]:
+    """Pack the lists {data_dir}/{split}.csv into `out_dir` (the module's layout), every list checked first (its
+    labels with `parse_label`, a task's); `shard_size` in MB, `seed` None for the lists' order. The indexes by
+    split."""
+    videos = {split: listed_videos(data_dir / f"{split}.csv", separator, prefix, parse_label) for split in splits}
     indexes = {split: pack_split(split, videos[split], out_dir, shard_size * 1e6, seed) for split in splits}
     if (data_dir / "classes.json").is_file():
         with atomic_path(out_dir / "classes.json") as temporary:
@@ -138,7 +162,7 @@ def pack(data_dir: Path, splits: Sequence[str], out_dir: Path, shard_size: float
 def main(argv=None) -> Dict[str, ShardIndex]:
     args = parse_args(argv)
     indexes = pack(args.data_dir, args.split, args.out_dir, args.shard_size, None if args.keep_order else args.seed,
-                   args.separator, args.prefix)
+                   args.separator, args.prefix, args.parse_label)
     for split, index in indexes.items():
         print(f"{split}: {len(index.videos)} videos in {len(index.shards)} shards, "
               f"{sum(shard.bytes for shard in index.shards) / 1e6:.1f} MB; index "
