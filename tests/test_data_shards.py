@@ -15,7 +15,7 @@ import torch
 
 from helpers import shard_size_for
 from videonl.config import get_cfg
-from videonl.data.datasets import VideoDataset
+from videonl.data.datasets import VideoDataset, data_class_names
 from videonl.data.decode import DecodeError
 from videonl.data.loader import build_dataset, build_loader
 from videonl.data.shards import ShardError, ShardIndex, ShardReader
@@ -124,6 +124,7 @@ def test_every_video_is_loaded_once_over_two_ranks_of_two_workers_from_an_http_s
                 assert torch.allclose(greys, torch.tensor(expected, dtype=torch.float32), atol=3)
         assert len(seen) == len(set(seen)) == GOOD // 4 * 4  # a remainder of 1 left out, nothing doubled
     assert QuietHandler.requests and all(path.endswith((".tar", ".json")) for path in QuietHandler.requests)
+    assert data_class_names(cfg) == ["a", "b", "c"]  # from beside the shards: a node may have no data folder
 
 
 def test_each_worker_opens_each_of_its_shards_once(packed):
@@ -187,6 +188,8 @@ def test_a_pipe_url_with_the_name_in_it_reads_as_the_folder_does(packed):
     assert piped.records == folder.records
     assert [piped.shards.member(i) for i in (0, 7, 13)] == [folder.shards.member(i) for i in (0, 7, 13)]
     assert piped.shards.name(7) == f"v06.mp4 in pipe:cat {packed}/shards/val-000002.tar"
+    assert data_class_names(shard_cfg(f"pipe:cat {packed}/shards/{{name}}")) == ["a", "b", "c"]
+    assert data_class_names(shard_cfg(f"pipe:cat {packed}/{{name}}")) is None  # no classes.json there
     with pytest.raises(ShardError, match=r"^s3://bucket/k400/val\.shards\.json: webdataset opens no s3: URLs; .* "
                                          r"'pipe:aws s3 cp s3://bucket/kinetics400/\{name\} -'"):
         build_dataset(shard_cfg("s3://bucket/k400"), "val")

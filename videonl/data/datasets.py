@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from videonl.data import sampling
 from videonl.data.decode import DecodeError, VideoInfo, read_frames
-from videonl.data.shards import ShardReader
+from videonl.data.shards import CLASSES_NAME, ShardReader, location_url, read_if_there
 from videonl.data.transforms import EvalTransform, TrainTransform
 from videonl.tasks import Task, build_task
 from videonl.tasks.base import Span
@@ -88,9 +88,13 @@ def read_class_names(path: str) -> List[str]:
     """Names by class index from a `{name: index}` JSON file (a prepared data folder's classes.json; PyTorchVideo's
     kinetics_classnames.json has the same form); an index the file skips is named "class i"."""
     with open(path, encoding="utf-8") as f:
-        index = json.load(f)
+        return class_names(json.load(f), path)
+
+
+def class_names(index, where: str) -> List[str]:
+    """Names by class index from a `{name: index}` object read from `where` (see `read_class_names`)."""
     if not isinstance(index, dict) or not all(isinstance(i, int) and i >= 0 for i in index.values()):
-        raise ValueError(f"{path}: expected a JSON object {{class name: index >= 0}}")
+        raise ValueError(f"{where}: expected a JSON object {{class name: index >= 0}}")
     names = [f"class {i}" for i in range(max(index.values(), default=-1) + 1)]
     for name, i in index.items():
         names[i] = name
@@ -98,8 +102,14 @@ def read_class_names(path: str) -> List[str]:
 
 
 def data_class_names(cfg) -> Optional[List[str]]:
-    """The class names of the config's data, from {DATA.PATH_TO_DATA_DIR}/classes.json; None without one."""
-    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.json")
+    """The class names of the config's data, from {DATA.PATH_TO_DATA_DIR}/classes.json, or with DATA.SHARDS the
+    one `prep shards` put beside the shards (a node reading shards over a URL may have no data folder); None
+    without one."""
+    if cfg.DATA.SHARDS:
+        url = location_url(cfg.DATA.SHARDS, CLASSES_NAME)
+        data = read_if_there(url)
+        return None if data is None else class_names(json.loads(data.decode("utf-8")), url)
+    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_NAME)
     return read_class_names(path) if os.path.isfile(path) else None
 
 

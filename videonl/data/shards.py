@@ -6,6 +6,7 @@ A split packed by `videonl prep shards` sits in one location (a folder or a URL 
                           `{key}.json` ({"id": its path in the list, "label": the list's label field, as text}),
                           with key = i in 8 digits
   {split}.shards.json     the index: each shard's name, videos and bytes, and each video's id and label field
+  classes.json            the data's class names, when its folder had them (`datasets.data_class_names`)
 Videos are numbered in the index's order; the dataset's records are the index's, so everything that names a
 video by number (samplers, scores, reports) works as with a list file.
 
@@ -38,6 +39,7 @@ from videonl.data.decode import DecodeError
 
 logger = logging.getLogger(__name__)
 INDEX_NAME = "{split}.shards.json"
+CLASSES_NAME = "classes.json"  # the data's class names, copied beside the shards
 SHARD_NAME = "{split}-{number:06d}.tar"
 FORMAT = "videonl-shards-1"
 
@@ -82,6 +84,15 @@ def open_url(url: str):
     if scheme in ("http", "https") and shutil.which("curl") is None:
         raise ShardError(f"{url}: webdataset reads http(s) URLs with the curl command, which is not installed here")
     return webdataset.gopen(url, "rb")
+
+
+def read_if_there(url: str) -> Optional[bytes]:
+    """The bytes at `url`; None when nothing can be read there (no such file, a download that fails)."""
+    try:
+        with open_url(url) as stream:
+            return stream.read()
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

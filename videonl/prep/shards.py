@@ -33,7 +33,7 @@ import numpy as np
 from videonl.command import run
 from videonl.config import get_cfg
 from videonl.data.datasets import list_fields, read_video_list
-from videonl.data.shards import INDEX_NAME, SHARD_NAME, Shard, ShardIndex, member_key, video_suffix
+from videonl.data.shards import CLASSES_NAME, INDEX_NAME, SHARD_NAME, Shard, ShardIndex, member_key, video_suffix
 from videonl.prep.common import atomic_path, write_text
 from videonl.progress import progress
 from videonl.tasks import build_task
@@ -153,9 +153,9 @@ def pack(data_dir: Path, splits: Sequence[str], out_dir: Path, shard_size: float
     split."""
     videos = {split: listed_videos(data_dir / f"{split}.csv", separator, prefix, parse_label) for split in splits}
     indexes = {split: pack_split(split, videos[split], out_dir, shard_size * 1e6, seed) for split in splits}
-    if (data_dir / "classes.json").is_file():
-        with atomic_path(out_dir / "classes.json") as temporary:
-            shutil.copyfile(data_dir / "classes.json", temporary)
+    if (data_dir / CLASSES_NAME).is_file():
+        with atomic_path(out_dir / CLASSES_NAME) as temporary:
+            shutil.copyfile(data_dir / CLASSES_NAME, temporary)
     return indexes
 
 
