@@ -2,9 +2,9 @@
 label fields, under a size target, in a seeded order, the same bytes on every run; and its index."""
 
 import json
+import re
 import tarfile
 
-import pytest
 
 from helpers import shard_size_for
 from videonl.command import run
@@ -79,8 +79,11 @@ def test_a_listed_video_that_is_missing_is_named_and_nothing_is_written(data_dir
     assert not (tmp_path / "out").exists()
 
 
-def test_a_label_field_the_list_reader_refuses_is_named_before_packing(data_dir, tmp_path):
-    (tmp_path / "train.csv").write_text(f"{data_dir / '0_0.mp4'} 0\n{data_dir / '0_1.mp4'} x\n")
-    with pytest.raises(ValueError, match=r"train\.csv:2: .*'x'"):
-        prep_shards.main(["--data-dir", str(tmp_path), "--split", "train", "--out-dir", str(tmp_path / "out")])
+def test_a_label_field_the_list_reader_refuses_is_named_before_packing(data_dir, tmp_path, capsys):
+    (tmp_path / "train.csv").write_text(f"{data_dir / '0_0.mp4'} 0\n{data_dir / '0_1.mp4'} 2;5\n")
+    argv = ["--data-dir", str(tmp_path), "--split", "train", "--out-dir", str(tmp_path / "out")]
+    assert run(prep_shards.main, argv) == 1
+    assert re.fullmatch(r"error: .*train\.csv:2: .*\(label '2;5' is not a class index\) \(--task single_label\)\n",
+                        capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+    assert run(prep_shards.main, argv + ["--task", "multi_label"]) == 0  # actions, as a multi-label run reads them

@@ -161,8 +161,11 @@ def pack(data_dir: Path, splits: Sequence[str], out_dir: Path, shard_size: float
 
 def main(argv=None) -> Dict[str, ShardIndex]:
     args = parse_args(argv)
-    indexes = pack(args.data_dir, args.split, args.out_dir, args.shard_size, None if args.keep_order else args.seed,
-                   args.separator, args.prefix, args.parse_label)
+    try:
+        indexes = pack(args.data_dir, args.split, args.out_dir, args.shard_size,
+                       None if args.keep_order else args.seed, args.separator, args.prefix, args.parse_label)
+    except ValueError as err:  # a line of a list that a run of the task would refuse
+        raise SystemExit(f"{err} (--task {args.task})") from None
     for split, index in indexes.items():
         print(f"{split}: {len(index.videos)} videos in {len(index.shards)} shards, "
               f"{sum(shard.bytes for shard in index.shards) / 1e6:.1f} MB; index "
