@@ -5,7 +5,6 @@ import json
 import re
 import tarfile
 
-
 from helpers import shard_size_for
 from videonl.command import run
 from videonl.data.datasets import list_fields
