@@ -16,7 +16,7 @@ import torch
 from helpers import shard_size_for
 from videonl.config import get_cfg
 from videonl.data.datasets import VideoDataset, data_class_names
-from videonl.data.decode import DecodeError
+from videonl.data.decode import DecodeError, available_backends
 from videonl.data.loader import build_dataset, build_loader
 from videonl.data.shards import ShardError, ShardIndex, ShardReader
 from videonl.data.streams import StreamTestSampler, StreamTrainSampler
@@ -43,6 +43,7 @@ def packed(tmp_path_factory):
     (data / "classes.json").write_text(json.dumps({"a": 0, "b": 1, "c": 2}))
     prep_shards.main(["--data-dir", str(data), "--split", "train", "val", "--out-dir", str(root / "shards"),
                       "--shard-size", shard_size_for(3, data), "--keep-order"])
+    available_backends()  # probed here once, the loaders' forked workers inherit it (each would take seconds)
     return root
 
 
