@@ -6,6 +6,7 @@ import pytest
 import torch
 from pytorchvideo.models.hub import c2d_r50, i3d_r50, slow_r50
 
+from videonl.command import run
 from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.info import main, model_report
@@ -96,3 +97,23 @@ def test_a_model_composed_with_a_dataset_recipe(capsys):
     classifier_params = (400 - 101) * (classifier_width + 1)
     assert round((kinetics["params_m"] - ucf101["params_m"]) * 1e6) == classifier_params
     assert ucf101["stages"] == kinetics["stages"]
+
+
+def test_the_report_states_the_task(capsys):
+    main(["--cfg", "configs/kinetics400/slow_r50_8x8.yaml", "TASK.NAME", "multi_label", *SMALL])
+    assert "task        multi_label: probabilities: [B, 400], each class's sigmoid; combine a video's views by " \
+           "their max" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["TASK.NAME", "regression"], "TASK.NAME 'regression' is not a registered task (known: multi_label, single_label)"),
+    (["CONTEXT.BLOCK", "nl"], "CONTEXT.BLOCK 'nl' is not a registered context block (known: cgnl, cot, gc, "),
+    (["TASK.NAME", "multi_label", "MULTI_LABEL.VIEW_COMBINE", "median"], "MULTI_LABEL.VIEW_COMBINE 'median' is not"),
+    (["NONLOCAL.MODE", "spatial"], "NONLOCAL.MODE 'spatial' must be one of"),
+    (["CONTEXT.RES3", "[3]"], "CONTEXT.RES3 index 3 is outside res3's 1 blocks"),
+])
+def test_a_bad_name_or_setting_is_one_line_naming_its_key(capsys, opts, message):
+    one_block_each = ["CONTEXT.RES3", "[0]", "CONTEXT.RES4", "[0]"]
+    assert run(main, ["--cfg", "configs/kinetics400/nl_i3d_r50_8x8.yaml", *SMALL, *one_block_each, *opts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and len(err.splitlines()) == 1

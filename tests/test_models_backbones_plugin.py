@@ -117,7 +117,7 @@ def cfg_of(backbone: str, *opts: str):
 def test_the_backbone_is_the_one_model_backbone_names():
     assert type(build_model(cfg_of("test_pooled"))) is Pooled
     assert type(build_model(cfg_of("resnet3d"))).__name__ == "VideoResNet"
-    with pytest.raises(KeyError, match="MODEL.BACKBONE 'nosuch' is not a registered backbone .*resnet3d.*test_pooled"):
+    with pytest.raises(ConfigError, match="MODEL.BACKBONE 'nosuch' is not a registered backbone .*resnet3d.*test_pooled"):
         build_model(cfg_of("nosuch"))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from videonl.config import get_cfg
+from videonl.config import ConfigError, get_cfg
 from videonl.engine.scores import VideoScore
 from videonl.tasks import build_task
 from videonl.tasks.base import ClassBars, Selection
@@ -72,7 +72,7 @@ def test_the_config_chooses_the_task_and_its_settings():
     with pytest.raises(ValueError, match="MULTI_LABEL.VIEW_COMBINE 'median' is not one of max, mean"):
         build_task(cfg)
     cfg.TASK.NAME = "regression"
-    with pytest.raises(KeyError, match="TASK.NAME 'regression' is not a registered task .*multi_label, single_label"):
+    with pytest.raises(ConfigError, match="TASK.NAME 'regression' is not a registered task .*multi_label, single_label"):
         build_task(cfg)
 
 

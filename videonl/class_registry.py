@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 
-from videonl.config import NodeSpec, add_node
+from videonl.config import ConfigError, NodeSpec, add_node
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,10 @@ class ClassRegistry:
         return tuple(sorted(self._entries))
 
     def entry(self, name: str) -> Entry:
-        """The class registered as `name`; an unknown name fails listing the known ones."""
+        """The class registered as `name`; an unknown name is a config error listing the known ones."""
         if name not in self._entries:
             known = ", ".join(self.names()) or "none registered"
-            raise KeyError(f"{self.key} '{name}' is not a registered {self.kind} (known: {known})")
+            raise ConfigError(f"{self.key} '{name}' is not a registered {self.kind} (known: {known})")
         return self._entries[name]
 
     def settings(self, cfg: CfgNode, name: str) -> Optional[CfgNode]:

@@ -1,4 +1,4 @@
-"""Model report: parameters, GFLOPs per view, output shape per stage and where context blocks sit.
+"""Model report: parameters, GFLOPs per view, output shape per stage, where context blocks sit and the task.
 
     videonl info --cfg kinetics400/i3d_r50_32x2.yaml [KEY VALUE ...] [--json]
     videonl info --table configs/kinetics400/*.yaml
@@ -17,6 +17,7 @@ from videonl.flops import flop_analysis
 from videonl.models import build_model
 from videonl.models.interface import ModelForTest
 from videonl.models.registry import is_context_block
+from videonl.tasks import build_task
 
 
 def _count_params(module: torch.nn.Module) -> int:
@@ -37,6 +38,7 @@ def stage_shapes(model, clip: torch.Tensor) -> Dict[str, List[int]]:
 
 def model_report(cfg, crop: Optional[int] = None, frames: Optional[int] = None) -> dict:
     """Figures for one view of `frames` x `crop` x `crop` (defaults: the config's training clip)."""
+    task = build_task(cfg)  # before the model: a bad TASK.NAME or task setting fails first, naming the key
     model = build_model(cfg).eval()
     crop = crop or cfg.DATA.TRAIN_CROP_SIZE
     frames = frames or cfg.DATA.NUM_FRAMES
@@ -60,6 +62,7 @@ def model_report(cfg, crop: Optional[int] = None, frames: Optional[int] = None) 
         "gflops": analysis.total() / 1e9,
         "stages": stage_shapes(model, clip),
         "context_blocks": blocks,
+        "task": {"name": cfg.TASK.NAME, "output": task.output_contract()},
     }
 
 
@@ -69,6 +72,7 @@ def format_report(cfg_file: str, report: dict) -> str:
         f"input       {'x'.join(map(str, report['input_shape']))} (one view)",
         f"parameters  {report['params_m']:.2f} M",
         f"GFLOPs      {report['gflops']:.2f} (multiply-adds, fvcore)",
+        f"task        {report['task']['name']}: {report['task']['output']}",
         "",
         f"{'stage':8s}output C x T x H x W",
     ]

@@ -22,6 +22,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from videonl.config import ConfigError
+
 CHANNEL_ORDERS = ("RGB", "BGR")  # the frames' channel order the model reads (`normalize` reverses for BGR)
 TEST_CROPS = ("3crop", "center", "full")
 FULL_FRAME_MAX_RATIO = (8, 5)  # "full" test views: long side at most 1.6 x the short one, as the official test
@@ -85,7 +87,7 @@ def normalize(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float],
     """uint8 RGB [..., C, T, H, W] -> float in the same memory layout and in `channel_order` (BGR reverses the
     channels), scaled to [0, 1] then standardised per channel (`mean` and `std` listed in that order)."""
     if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"DATA.CHANNEL_ORDER must be one of {', '.join(CHANNEL_ORDERS)}, got '{channel_order}'")
+        raise ConfigError(f"DATA.CHANNEL_ORDER must be one of {', '.join(CHANNEL_ORDERS)}, got '{channel_order}'")
     if channel_order == "BGR":
         clips = clips.flip(-4)
     shape = (len(mean), 1, 1, 1)

@@ -10,6 +10,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from videonl.config import ConfigError
 from videonl.ranks import rank, world_size  # noqa: F401  (the engine's helpers, shared with the data layer)
 
 
@@ -44,7 +45,7 @@ def local_rank() -> int:
 def select_device(name: str) -> torch.device:
     """DEVICE auto | cpu | cuda: under torchrun each process takes the GPU of its LOCAL_RANK."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"DEVICE must be auto, cpu or cuda, got '{name}'")
+        raise ConfigError(f"DEVICE must be auto, cpu or cuda, got '{name}'")
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("DEVICE is cuda but torch sees no GPU (set DEVICE cpu or auto)")
     if name == "cpu" or not torch.cuda.is_available():

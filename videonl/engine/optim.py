@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from videonl.config import ConfigError
+
 logger = logging.getLogger(__name__)
 POLICIES = ("steps", "cosine")
 
@@ -57,7 +59,7 @@ def learning_rate(cfg, iteration: int, global_batch: int) -> float:
         end = base * solver.COSINE_END_FACTOR
         lr = end + (base - end) * 0.5 * (1 + math.cos(math.pi * iteration / solver.MAX_ITER))
     else:
-        raise ValueError(f"SOLVER.LR_POLICY must be one of {', '.join(POLICIES)}, got '{solver.LR_POLICY}'")
+        raise ConfigError(f"SOLVER.LR_POLICY must be one of {', '.join(POLICIES)}, got '{solver.LR_POLICY}'")
     if iteration < solver.WARMUP_ITERS:
         progress = iteration / solver.WARMUP_ITERS
         lr *= solver.WARMUP_START_FACTOR + (1 - solver.WARMUP_START_FACTOR) * progress

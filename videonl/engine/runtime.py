@@ -14,6 +14,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
+from videonl.config import ConfigError
 from videonl.data.loader import memory_format
 from videonl.engine.distributed import select_device
 from videonl.engine.weight_sources import Weights, WeightsMetadata, cfg_for_trained, open_weights
@@ -26,7 +27,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def _dtype(cfg):
     if cfg.RUNTIME.PRECISION not in PRECISIONS:
-        raise ValueError(f"RUNTIME.PRECISION must be one of {', '.join(PRECISIONS)}, got '{cfg.RUNTIME.PRECISION}'")
+        raise ConfigError(f"RUNTIME.PRECISION must be one of {', '.join(PRECISIONS)}, got '{cfg.RUNTIME.PRECISION}'")
     return PRECISIONS[cfg.RUNTIME.PRECISION]
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 
+from videonl.config import ConfigError
 from videonl.engine.checkpoint_format import checked_checkpoint, is_videonl_checkpoint
 from videonl.engine.input_spec import CAFFE2_INPUT, IMAGENET_INPUT, PYTORCHVIDEO_INPUT, InputSpec, adopt_input
 from videonl.engine.task_spec import adopt_task, recorded_task
@@ -42,7 +43,7 @@ def check_weights_source(source: str) -> str:
     """The extension of a weights file MODEL.INIT may name; fails clearly on anything else."""
     extension = os.path.splitext(source)[1]
     if extension not in WEIGHT_FILES or not os.path.isfile(source):
-        raise ValueError(f"MODEL.INIT must be '', 'imagenet' or an existing .pth, .pt, .pyth or .pkl file; "
+        raise ConfigError(f"MODEL.INIT must be '', 'imagenet' or an existing .pth, .pt, .pyth or .pkl file; "
                          f"got '{source}'")
     return extension
 

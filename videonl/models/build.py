@@ -3,6 +3,7 @@ describes, freshly initialised (MODEL.INIT's weights are the engine's: `videonl.
 
 from torch import nn
 
+from videonl.config import ConfigError
 from videonl.models import context, resnet3d  # noqa: F401  (register the package's context blocks and backbone)
 from videonl.models.backbones import BACKBONES
 from videonl.models.interface import VideoModel, check_model
@@ -21,5 +22,5 @@ def build_model(cfg) -> VideoModel:
 
 def _check_context_placed(model: nn.Module, cfg, built_by: str) -> None:
     if cfg.CONTEXT.BLOCK and not any(isinstance(m, context_block_class(cfg.CONTEXT.BLOCK)) for m in model.modules()):
-        raise ValueError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' is set, but {built_by} placed no such block: it does "
+        raise ConfigError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' is set, but {built_by} placed no such block: it does "
                          "not place context blocks (set CONTEXT.BLOCK '' and CONTEXT.RES2..RES5 [])")

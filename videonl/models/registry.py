@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.class_registry import ClassRegistry
 
 STAGES = ("res2", "res3", "res4", "res5")
@@ -88,18 +88,18 @@ def placement(cfg, blocks_per_stage) -> Dict[Tuple[str, int], None]:
     """The (stage, block index) pairs that get a context block, checked against the backbone's depth."""
     spec = {stage: list(cfg.CONTEXT[stage.upper()]) for stage in STAGES}
     if cfg.CONTEXT.POSITION not in POSITIONS:
-        raise ValueError(f"CONTEXT.POSITION '{cfg.CONTEXT.POSITION}' must be one of {', '.join(POSITIONS)}")
+        raise ConfigError(f"CONTEXT.POSITION '{cfg.CONTEXT.POSITION}' must be one of {', '.join(POSITIONS)}")
     if not cfg.CONTEXT.BLOCK:
         if any(spec.values()):
-            raise ValueError(f"CONTEXT.RES2..RES5 place blocks {spec} but CONTEXT.BLOCK names none")
+            raise ConfigError(f"CONTEXT.RES2..RES5 place blocks {spec} but CONTEXT.BLOCK names none")
         return {}
     if not any(spec.values()):
-        raise ValueError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' is set but CONTEXT.RES2..RES5 are all empty")
+        raise ConfigError(f"CONTEXT.BLOCK '{cfg.CONTEXT.BLOCK}' is set but CONTEXT.RES2..RES5 are all empty")
     places = {}
     for stage, depth in zip(STAGES, blocks_per_stage):
         for index in spec[stage]:
             if not 0 <= index < depth:
-                raise ValueError(f"CONTEXT.{stage.upper()} index {index} is outside {stage}'s {depth} blocks")
+                raise ConfigError(f"CONTEXT.{stage.upper()} index {index} is outside {stage}'s {depth} blocks")
             places[(stage, index)] = None
     return places
 
@@ -112,7 +112,7 @@ def context_factory(cfg, blocks_per_stage) -> Callable[..., Optional[nn.Module]]
     name = cfg.CONTEXT.BLOCK
     block_class, settings = context_block_class(name), block_settings(cfg, name)
     if (cfg.CONTEXT.POSITION == "conv_b") != getattr(block_class, "replaces_conv_b", False):
-        raise ValueError(f"CONTEXT.BLOCK '{name}' cannot go at CONTEXT.POSITION '{cfg.CONTEXT.POSITION}': "
+        raise ConfigError(f"CONTEXT.BLOCK '{name}' cannot go at CONTEXT.POSITION '{cfg.CONTEXT.POSITION}': "
                          "conv_b takes exactly the blocks that replace the 3x3 conv (replaces_conv_b)")
 
     def make(stage: str, index: int, dim_inner: int, dim_out: int, stride: int, norm: Norm) -> Optional[nn.Module]:

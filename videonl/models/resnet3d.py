@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.models.backbones import register_backbone
 from videonl.models.head import Head
 from videonl.models.norm import backbone_norm
@@ -66,10 +66,10 @@ def stage_blocks(cfg) -> Tuple[int, ...]:
     """Residual blocks per stage: RESNET.BLOCKS when given, else the standard table for RESNET.DEPTH."""
     if cfg.RESNET.BLOCKS:
         if len(cfg.RESNET.BLOCKS) != 4:
-            raise ValueError(f"RESNET.BLOCKS needs 4 entries (res2..res5), got {list(cfg.RESNET.BLOCKS)}")
+            raise ConfigError(f"RESNET.BLOCKS needs 4 entries (res2..res5), got {list(cfg.RESNET.BLOCKS)}")
         return tuple(cfg.RESNET.BLOCKS)
     if cfg.RESNET.DEPTH not in STAGE_BLOCKS:
-        raise ValueError(f"RESNET.DEPTH {cfg.RESNET.DEPTH} is not one of {sorted(STAGE_BLOCKS)}; set RESNET.BLOCKS")
+        raise ConfigError(f"RESNET.DEPTH {cfg.RESNET.DEPTH} is not one of {sorted(STAGE_BLOCKS)}; set RESNET.BLOCKS")
     return STAGE_BLOCKS[cfg.RESNET.DEPTH]
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.tasks.average_precision import mean_average_precision
 from videonl.tasks.base import (ClassBars, Report, ScoredVideo, Selection, Span, Table, Task, percent, ranked_cells,
                                 ranked_header, videos_row)
@@ -91,11 +91,11 @@ class MultiLabel(Task):
                  threshold: float = 0.5):
         super().__init__(num_classes)
         if view_combine not in VIEW_COMBINATIONS:
-            raise ValueError(f"MULTI_LABEL.VIEW_COMBINE '{view_combine}' is not one of {', '.join(VIEW_COMBINATIONS)}")
+            raise ConfigError(f"MULTI_LABEL.VIEW_COMBINE '{view_combine}' is not one of {', '.join(VIEW_COMBINATIONS)}")
         if clip_labels not in CLIP_LABELS:
-            raise ValueError(f"MULTI_LABEL.CLIP_LABELS '{clip_labels}' is not one of {', '.join(CLIP_LABELS)}")
+            raise ConfigError(f"MULTI_LABEL.CLIP_LABELS '{clip_labels}' is not one of {', '.join(CLIP_LABELS)}")
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"MULTI_LABEL.THRESHOLD {threshold} is not a probability in [0, 1]")
+            raise ConfigError(f"MULTI_LABEL.THRESHOLD {threshold} is not a probability in [0, 1]")
         self.view_combine, self.clip_labels = view_combine, clip_labels
         self.shown = Selection(None, threshold)
 

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.models.registry import Site, register_context_block
 
 KERNELS = ("dot_product", "gaussian", "embedded_gaussian")
@@ -62,10 +62,10 @@ class CompactGeneralizedNonLocal(nn.Module):
                  use_scale: bool = False):
         super().__init__()
         if kernel not in KERNELS:
-            raise ValueError(f"CGNL.KERNEL '{kernel}' must be one of {', '.join(KERNELS)}")
+            raise ConfigError(f"CGNL.KERNEL '{kernel}' must be one of {', '.join(KERNELS)}")
         inner = dim // 2
         if inner % groups or dim % groups:
-            raise ValueError(f"CGNL.GROUPS {groups} must divide {dim} channels and their half {inner}")
+            raise ConfigError(f"CGNL.GROUPS {groups} must divide {dim} channels and their half {inner}")
         self.kernel, self.groups, self.order, self.gamma, self.use_scale = kernel, groups, order, gamma, use_scale
         self.theta = nn.Conv3d(dim, inner, 1, bias=False)
         self.phi = nn.Conv3d(dim, inner, 1, bias=False)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.models.registry import Site, register_context_block
 
 SPATIAL_WINDOW = 3
@@ -52,7 +52,7 @@ class ContextualTransformer(nn.Module):
                  norm: Callable[[int], nn.Module] = nn.BatchNorm3d):
         super().__init__()
         if dim % head_channels or dim % key_groups:
-            raise ValueError(f"COT.HEAD_CHANNELS {head_channels} and COT.KEY_GROUPS {key_groups} must divide {dim}")
+            raise ConfigError(f"COT.HEAD_CHANNELS {head_channels} and COT.KEY_GROUPS {key_groups} must divide {dim}")
         self.window = (temporal_kernel, SPATIAL_WINDOW, SPATIAL_WINDOW)
         self.heads = dim // head_channels
         padding = tuple(k // 2 for k in self.window)

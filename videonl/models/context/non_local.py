@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.models.context.attention import AttentionKind
 from videonl.models.context.windows import Window, from_windows, to_windows
 from videonl.models.norm import learns
@@ -101,11 +101,11 @@ class NonLocal(nn.Module):
     ):
         super().__init__()
         if instantiation not in INSTANTIATIONS:
-            raise ValueError(f"NONLOCAL.INSTANTIATION '{instantiation}' must be one of {', '.join(INSTANTIATIONS)}")
+            raise ConfigError(f"NONLOCAL.INSTANTIATION '{instantiation}' must be one of {', '.join(INSTANTIATIONS)}")
         if mode not in MODES:
-            raise ValueError(f"NONLOCAL.MODE '{mode}' must be one of {', '.join(MODES)}")
+            raise ConfigError(f"NONLOCAL.MODE '{mode}' must be one of {', '.join(MODES)}")
         if frames_per_group and mode != "spacetime":
-            raise ValueError(f"NONLOCAL.FRAMES_PER_GROUP groups frames in spacetime mode only, not in '{mode}'")
+            raise ConfigError(f"NONLOCAL.FRAMES_PER_GROUP groups frames in spacetime mode only, not in '{mode}'")
         self.instantiation, self.mode, self.frames_per_group = instantiation, mode, frames_per_group
         self.use_scale, self.fast = use_scale, fast
         self.pool = nn.MaxPool3d(tuple(pool), tuple(pool)) if any(p > 1 for p in pool) else None
@@ -149,7 +149,7 @@ class NonLocal(nn.Module):
         group = self.frames_per_group or t
         query = {"spacetime": (group, h, w), "space": (1, h, w), "time": (t, 1, 1)}[self.mode]
         if t % query[0]:
-            raise ValueError(f"NONLOCAL.FRAMES_PER_GROUP {self.frames_per_group} does not divide {t} frames")
+            raise ConfigError(f"NONLOCAL.FRAMES_PER_GROUP {self.frames_per_group} does not divide {t} frames")
         pool = self.pool.kernel_size if self.pool is not None else (1, 1, 1)
         key = []
         for size, full, stride in zip(query, (t, h, w), pool):
@@ -158,7 +158,7 @@ class NonLocal(nn.Module):
             elif size % stride == 0:
                 key.append(size // stride)
             else:
-                raise ValueError(f"NONLOCAL.POOL {tuple(pool)} does not tile '{self.mode}' windows of {query}")
+                raise ConfigError(f"NONLOCAL.POOL {tuple(pool)} does not tile '{self.mode}' windows of {query}")
         return query, tuple(key)
 
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

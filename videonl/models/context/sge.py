@@ -12,7 +12,7 @@ sigmoid(1) at first, and the attention only acts once the scale has learned.
 import torch
 from torch import nn
 
-from videonl.config import NodeSpec
+from videonl.config import ConfigError, NodeSpec
 from videonl.models.registry import Site, register_context_block
 
 SETTINGS = NodeSpec(
@@ -29,7 +29,7 @@ class SpatialGroupEnhance(nn.Module):
     def __init__(self, dim: int, groups: int = 64, eps: float = 1e-5):
         super().__init__()
         if dim % groups:
-            raise ValueError(f"SGE.GROUPS {groups} must divide the {dim} channels")
+            raise ConfigError(f"SGE.GROUPS {groups} must divide the {dim} channels")
         self.groups, self.eps = groups, eps
         self.scale = nn.Parameter(torch.zeros(1, groups, 1))
         self.shift = nn.Parameter(torch.ones(1, groups, 1))
