@@ -5,6 +5,8 @@ import json
 import re
 import tarfile
 
+import pytest
+
 from helpers import shard_size_for
 from videonl.command import run
 from videonl.data.datasets import list_fields
@@ -86,3 +88,6 @@ def test_a_label_field_the_list_reader_refuses_is_named_before_packing(data_dir,
                         capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
     assert run(prep_shards.main, argv + ["--task", "multi_label"]) == 0  # actions, as a multi-label run reads them
+    with pytest.raises(SystemExit):
+        prep_shards.main(argv + ["--task", "multilabel"])
+    assert "--task: TASK.NAME 'multilabel' is not a registered task (known: multi_label, " in capsys.readouterr().err

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from videonl.command import run
-from videonl.config import get_cfg
+from videonl.config import ConfigError, get_cfg
 from videonl.data.datasets import list_fields, read_video_list
 from videonl.data.shards import CLASSES_NAME, INDEX_NAME, SHARD_NAME, Shard, ShardIndex, member_key, video_suffix
 from videonl.prep.common import atomic_path, write_text
@@ -63,13 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--shard-size must be positive, got {args.shard_size}")
     try:
         args.parse_label = label_parser(args.task)
-    except KeyError as err:
-        parser.error(f"--task: {err.args[0]}")
+    except ConfigError as err:
+        parser.error(f"--task: {err}")
     return args
 
 
 def label_parser(task: str) -> Callable[[str], Any]:
-    """How a run of the task named `task` (TASK.NAME) reads a label field; KeyError naming the known tasks."""
+    """How a run of the task named `task` (TASK.NAME) reads a label field; ConfigError naming the known tasks."""
     cfg = get_cfg()  # imports the package's tasks and the user's (VIDEONL_PLUGINS)
     cfg.TASK.NAME = task
     return build_task(cfg).parse_label
