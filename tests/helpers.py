@@ -118,6 +118,14 @@ def tiny(data_dir, output_dir, *overrides) -> list:
             "TRAIN.PRECISE_BN_BATCHES", "2", "TRAIN.DETERMINISTIC", "True", *overrides]
 
 
+def shard_size_for(videos: int, folder) -> str:
+    """`videonl prep shards --shard-size` (MB) that packs `videos` of the folder's .mp4 files a shard (short ids)."""
+    from videonl.prep.shards import member_bytes
+
+    largest = max(path.stat().st_size for path in Path(folder).glob("*.mp4"))
+    return str((videos * (member_bytes(largest) + member_bytes(1)) + 1) / 1e6)
+
+
 def assert_same_weights(actual: dict, expected: dict, **tolerance) -> None:
     """Two state dicts with the same keys and (within `tolerance`) the same tensors."""
     assert actual.keys() == expected.keys()

@@ -16,9 +16,11 @@ def test_loader_benchmark_prints_every_row(video_dir, tmp_path, capsys):
           "TEST.NUM_CLIPS", "2", "DATALOADER.TRAIN_BATCH_SIZE", "1"])
     out = capsys.readouterr().out
     assert out.startswith("2 videos of")
-    for row in ("floor", "train", "train item", "train decode", "test 10", "test 30", "test decode", "30 separate"):
+    for row in ("floor", "train", "train item", "train decode", "test 10", "test 30", "test decode", "30 separate",
+                "train shards", "test 30 shards"):
         assert f" {row} " in out
-    assert out.count(" x seek") == 2 * 5  # train, train item, train decode, test 10, test 30, wall and cpu
+    assert out.count(" x seek") == 2 * 7  # train, train item, train decode, test 10, test 30 (+ shards), wall and cpu
+    assert out.count(" x files") == 2 * 2  # the shards rows
     assert out.splitlines()[1].startswith("seek (ref)  train ")
 
 

@@ -349,3 +349,39 @@ def test_without_a_gpu_the_gpu_backend_decodes_on_the_cpu_or_says_why(video_dir)
     assert frames.device.type == "cpu" and abs(brightness(frames)[0] - 5 * BRIGHTNESS_STEP) < 6
     with pytest.raises(ValueError, match="torchcodec_cuda.*no CUDA device"):
         decode(video_dir / "plain.mp4", [5], "torchcodec_cuda", fallback=False)
+
+
+# ------------------------------------------------------------------------------- videos as bytes in memory
+
+
+@pytest.mark.parametrize("backend", DECODING_BACKENDS)
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_a_video_read_from_its_bytes_is_frame_for_frame_its_file(video_dir, name, backend):
+    """What a shard's member gives: the same frames, count and rate as the file, cropped boxes too."""
+    usable(backend)
+    path, indices = video_dir / name, [GOOD[name] - 1, 0, 3, 4, 2, 4]
+    box = lambda height, width: (3, 5, 20, 21)  # noqa: E731
+    for crop in (None, box):
+        frames, positions, info = read_frames(path, indices, backend, fallback=False, crop=crop)
+        in_memory = read_frames("member", indices, backend, fallback=False, crop=crop, data=path.read_bytes())
+        assert torch.equal(in_memory[0], frames) and np.array_equal(in_memory[1], positions) and in_memory[2] == info
+
+
+def test_pyav_counts_from_the_start_of_bytes_without_timestamps(tmp_path):
+    """A read that falls back to counting frames opens the video again: from its bytes, not from a path."""
+    data = write_raw_h264(tmp_path / "bare.h264", 30).read_bytes()
+    video = decode_module._PyAVVideo(data)
+    assert video._frame_times is None
+    frames, positions, _ = read_frames("bare member", [29, 0, 13], "pyav", fallback=False, data=data)
+    assert np.abs(brightness(frames[positions]) - np.array([29, 0, 13]) * BRIGHTNESS_STEP).max() < 6
+
+
+@pytest.mark.parametrize("backend", ["auto"] + DECODING_BACKENDS)
+def test_bad_bytes_raise_with_the_name_given_and_the_reason(video_dir, backend):
+    if backend != "auto":
+        usable(backend)
+    for data, reason in [(b"", "empty"), (b"this is a text file\n", ""),
+                         ((video_dir / "truncated.mp4").read_bytes(), "")]:
+        with pytest.raises(DecodeError, match=f"^clip.mp4 in shard-3.tar: .*{reason}") as caught:
+            read_frames("clip.mp4 in shard-3.tar", [0], backend, data=data)
+        assert caught.value.path == "clip.mp4 in shard-3.tar" and caught.value.reason

@@ -3,6 +3,10 @@ videos of `grey_videos` (which videos and views the stub model gets right is kno
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -10,10 +14,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from grey_videos import LEVELS, VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401  (grey_dir: the videos fixture)
+from helpers import ROOT, shard_size_for
 from videonl.config import get_cfg
-from videonl.data.loader import build_loader, model_input
+from videonl.data.loader import build_dataset, build_loader, model_input
 from videonl.engine.evaluate import evaluate
 from videonl.engine.scores import StaleScoresError
+from videonl.prep import shards as prep_shards
 
 
 # Hand computation over the 6 videos (5 decoded x 3 views; the broken one would be 3 wrong views).
@@ -173,3 +179,98 @@ def test_two_processes_share_the_videos_and_agree_on_the_metrics(grey_dir, tmp_p
 def test_a_label_outside_the_classifier_is_named(grey_dir):
     with pytest.raises(ValueError, match=r"val\.csv: label 5 of .*grey170\.mp4 is outside 0\.\.4"):
         evaluate(GreyLevelModel(), grey_cfg(grey_dir, **{"MODEL.NUM_CLASSES": 5}), progress=False)
+
+
+# ------------------------------------------------------------------------- distributed and interrupted tests
+
+THIRTY_VIEWS = {"TEST.NUM_CLIPS": 10, "TEST.CROP": "3crop"}  # the paper's test: 10 clips x 3 crops
+# One decoder first in every process: the broken video's reason lists the decoders in the order they were tried.
+ONE_ORDER = {"DATA.DECODER": "pyav"}
+
+
+def uneven_list(grey_dir, folder):
+    """Five of the grey videos (the broken one among them) in a list of its own: five do not divide by two ranks."""
+    lines = [f"{grey_dir / name} {label}\n" for name, (_, _, label) in VIDEOS.items() if name != "grey80.mp4"]
+    folder.mkdir()
+    (folder / "val.csv").write_text("".join(lines))
+    (folder / "classes.json").write_text((grey_dir / "classes.json").read_text())
+    return folder
+
+
+def scored_indices(out_dir, rank):
+    return [json.loads(line)["index"] for line in (out_dir / f"scores.rank{rank}.jsonl").read_text().splitlines()
+            if "meta" not in json.loads(line)]
+
+
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_a_thirty_view_test_over_two_ranks_scores_each_video_of_an_uneven_list_once(grey_dir, tmp_path, source):
+    cfg = grey_cfg(uneven_list(grey_dir, tmp_path / "data"), **THIRTY_VIEWS)
+    if source == "shards":  # 3 shards of 2, 2 and 1 videos
+        prep_shards.main(["--data-dir", str(tmp_path / "data"), "--split", "val", "--out-dir", str(tmp_path / "shards"),
+                          "--shard-size", shard_size_for(2, grey_dir), "--keep-order"])
+        cfg.DATA.SHARDS = str(tmp_path / "shards")
+        assert [shard.videos for shard in build_dataset(cfg, "test").shards.index.shards] == [2, 2, 1]
+    single = evaluate(GreyLevelModel(), cfg, progress=False)
+    assert (single["videos"], single["views_per_video"]) == (5, 30)
+    out_dir = tmp_path / "out"
+    mp.spawn(_evaluate_in_process, args=(2, str(tmp_path / "init"), cfg, str(out_dir), str(tmp_path)), nprocs=2)
+    per_rank = [json.loads((tmp_path / f"metrics{rank}.json").read_text()) for rank in range(2)]
+    assert per_rank[0] == per_rank[1] == single
+    shares = [scored_indices(out_dir, rank) for rank in range(2)]
+    assert sorted(shares[0] + shares[1]) == list(range(5)) and sorted(map(len, shares)) == [2, 3]
+    assert json.loads((out_dir / "summary.json").read_text()) == single
+
+
+SLOW_EVALUATION = """
+import json, sys, time
+import torch
+import torch.multiprocessing as mp
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from grey_videos import GreyLevelModel, grey_cfg
+from videonl.engine.evaluate import evaluate
+
+
+class SlowGreyLevelModel(GreyLevelModel):
+    def forward(self, x):
+        time.sleep(0.1)
+        return super().forward(x)  # test_logits calls it
+
+
+def rank_main(rank, data_dir, out_dir, init_file, overrides):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    evaluate(SlowGreyLevelModel(), grey_cfg(data_dir, **json.loads(overrides)), out_dir=out_dir, progress=False)
+
+
+if __name__ == "__main__":
+    mp.spawn(rank_main, args=tuple(sys.argv[3:7]), nprocs=2)
+"""
+
+
+def test_a_two_process_test_killed_midway_resumes_from_the_scores_written_and_ends_as_an_uninterrupted_one(
+        grey_dir, tmp_path):
+    data = uneven_list(grey_dir, tmp_path / "data")
+    cfg = grey_cfg(data, **THIRTY_VIEWS, **ONE_ORDER)
+    uninterrupted = evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path / "whole"), progress=False)
+    script, out_dir = tmp_path / "slow_evaluation.py", tmp_path / "out"
+    script.write_text(SLOW_EVALUATION)
+    process = subprocess.Popen([sys.executable, str(script), str(ROOT / "tests"), str(ROOT), str(data), str(out_dir),
+                                str(tmp_path / "init"), json.dumps({**THIRTY_VIEWS, **ONE_ORDER})],
+                               start_new_session=True)
+    try:
+        while process.poll() is None and sum(len(scored_indices(out_dir, rank)) for rank in range(2)
+                                             if (out_dir / f"scores.rank{rank}.jsonl").exists()) < 2:
+            time.sleep(0.01)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    before = {rank: scored_indices(out_dir, rank) for rank in range(2)}
+    scored = before[0] + before[1]
+    assert 2 <= len(scored) < 5, "the test ended before it was killed"
+
+    model = GreyLevelModel()
+    assert evaluate(model, cfg, out_dir=str(out_dir), progress=False) == uninterrupted
+    assert model.views_seen == 30 * len({0, 1, 2, 3} - set(scored))  # video 4 is the broken one: no views
+    assert sorted(scored_indices(out_dir, 0) + before[1]) == list(range(5))  # each video scored once, in all
+    for name in ("predictions.csv", "summary.json"):
+        assert (out_dir / name).read_text() == (tmp_path / "whole" / name).read_text()

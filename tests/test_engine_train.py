@@ -14,17 +14,19 @@ import pytest
 import torch
 
 import train_net
-from helpers import DEMO_CFG, ROOT, assert_png_drawn, assert_same_weights, final_weights, randomize_batch_norms, tiny
-from videonl.config import ConfigError, load_cfg
+from helpers import (DEMO_CFG, ROOT, assert_png_drawn, assert_same_weights, final_weights, randomize_batch_norms,
+                     shard_size_for, tiny)
+from videonl.config import ConfigError, get_cfg, load_cfg
 from videonl.engine import distributed
 from videonl.engine import train as engine_train
 from videonl.engine.checkpoint import CheckpointManager
 from videonl.engine.optim import build_optimizer
 from videonl.engine.runtime import grad_scaler
-from videonl.engine.train import NonFiniteError, TrainingLoop, training_model
+from videonl.engine.train import NonFiniteError, TrainingLoop, stream_resume_problem, training_model
 from videonl.models.build import build_model
 from videonl.engine.input_spec import CAFFE2_INPUT, InputSpec
 from videonl.engine.checkpoint_format import load_checkpoint, save_checkpoint
+from videonl.prep import shards as prep_shards
 
 CPU = torch.device("cpu")
 
@@ -62,10 +64,17 @@ def test_training_then_testing_writes_every_output(data_dir, tmp_path):
     assert again["top1"] == results["top1"] and again["top5"] == results["top5"]
 
 
-def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_weights(data_dir, tmp_path):
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_weights(data_dir, tmp_path, source):
+    """With shards, the resumed epoch draws the same shard order and within-shard shuffle and skips what the
+    batches before the checkpoint took (data/streams.py): the same clips, so the same weights."""
     batches_per_epoch = 12 // 2  # 12 training videos, batches of 2
     steps = ["SOLVER.MAX_ITER", "8", "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINT_KEEP", "0",
              "TRAIN.EVAL_PERIOD", "4", "TEST.ENABLE", "False", "DATALOADER.NUM_WORKERS", "2"]
+    if source == "shards":  # 3 shards of 5, 5 and 2 videos, read by 2 workers
+        prep_shards.main(["--data-dir", str(data_dir), "--split", "train", "val", "--out-dir", str(tmp_path / "shards"),
+                          "--shard-size", shard_size_for(5, data_dir)])
+        steps += ["DATA.SHARDS", str(tmp_path / "shards"), "DATA.SHARD_SHUFFLE", "3"]
     train_net.main(tiny(data_dir, tmp_path / "uninterrupted", *steps))
 
     killed = tmp_path / "killed"
@@ -85,6 +94,21 @@ def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_w
     assert path == str(killed / "checkpoints" / f"iter_{iteration:07d}.pth")
     assert iteration % batches_per_epoch != 0, f"resumed at iteration {iteration}, an epoch boundary"
     assert_same_weights(final_weights(killed, 8), final_weights(tmp_path / "uninterrupted", 8), rtol=0, atol=0)
+
+
+def test_a_shard_run_resumed_with_another_number_of_loader_workers_says_its_epoch_differs():
+    saved = get_cfg()
+    saved.DATALOADER.NUM_WORKERS = 2
+    resumed = saved.clone()
+    resumed.DATA.SHARDS = "shards/demo"
+    assert stream_resume_problem(saved.dump(), resumed) == ""  # the same workers: the same ranges
+    resumed.DATALOADER.NUM_WORKERS = 3
+    assert stream_resume_problem(saved.dump(), resumed).startswith(
+        "written by a run with DATALOADER.NUM_WORKERS 2, this one has 3: until the interrupted epoch ends")
+    resumed.DATA.SHARDS = ""
+    assert stream_resume_problem(saved.dump(), resumed) == ""  # files: one order whatever the workers
+    saved.DATALOADER.NUM_WORKERS, resumed.DATA.SHARDS, resumed.DATALOADER.NUM_WORKERS = 0, "shards/demo", 1
+    assert stream_resume_problem(saved.dump(), resumed) == ""  # no workers lays the epoch out as one
 
 
 # Imported at start-up by every Python process that has its folder on PYTHONPATH: records, per torchrun rank,

@@ -23,7 +23,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "analyze": ("videonl.analyze.__main__", "attention statistics and pictures of a trained model"),
     "benchmark": ("videonl.benchmark.__main__", "time and memory figures of models, blocks and loaders"),
     "compare": ("videonl.compare", "test results of several runs side by side"),
-    "prep": ("", "dataset preparation: videonl prep {kinetics,mini-kinetics,ucf101,check,demo,merge}"),
+    "prep": ("", "dataset preparation: videonl prep {kinetics,mini-kinetics,ucf101,check,demo,merge,shards}"),
 }
 PREP_COMMANDS: Dict[str, Tuple[str, str]] = {
     "kinetics": ("videonl.prep.kinetics", "Kinetics-400 CSVs and videos -> trimmed clips and list files"),
@@ -32,6 +32,7 @@ PREP_COMMANDS: Dict[str, Tuple[str, str]] = {
     "check": ("videonl.prep.check", "decode every video of a list; report (and drop) the failing ones"),
     "demo": ("videonl.prep.demo", "synthetic videos and Kinetics-style CSVs for the demo"),
     "merge": ("videonl.prep.merge", "join the parts a job array prepared (--shard I/N) into the lists one run writes"),
+    "shards": ("videonl.prep.shards", "pack prepared lists into WebDataset shards read by path or URL (DATA.SHARDS)"),
 }
 
 

@@ -122,6 +122,10 @@ def get_cfg() -> CfgNode:
     _C.DATA.PATH_TO_DATA_DIR = "data/kinetics400"  # folder holding the prepared lists (train.csv, val.csv)
     _C.DATA.PATH_PREFIX = ""  # prepended to every relative path of a list file ("" = the list file's folder)
     _C.DATA.LIST_SEPARATOR = " "  # between path and label; split at the last one, so paths may hold spaces
+    # WebDataset shards (`videonl prep shards`) instead of list files: a folder or URL (file, http(s), gs; or any
+    # webdataset URL with {name}, e.g. "pipe:aws s3 cp s3://bucket/k400/{name} -") holding {split}.shards.json
+    _C.DATA.SHARDS = ""  # "" = read the list files of PATH_TO_DATA_DIR
+    _C.DATA.SHARD_SHUFFLE = 16  # training: shuffle buffer within a shard, in videos (held in memory per worker)
     _C.DATA.TRAIN_SPLIT = "train"  # list file {PATH_TO_DATA_DIR}/{TRAIN_SPLIT}.csv used for training
     _C.DATA.VAL_SPLIT = "val"  # list used for the single-clip validation during training
     _C.DATA.DECODER = "auto"  # decord | pyav | torchcodec | auto (fastest, timed once) | torchcodec_cuda (GPU, NVDEC)

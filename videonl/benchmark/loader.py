@@ -12,13 +12,17 @@ alone):
   test 30      the same with 30 views (10 clips x 3 crops, the official test)
   test decode  the distinct frames of the 10 test clips decoded, nothing else
   30 separate  (with --separate) the same 30 views, each decoded on its own by our reader
+  train shards the `train` items read from WebDataset shards (`videonl prep shards` of the same videos, each
+               listed --train-items times, into --work-dir) in a training epoch's order (`data.streams`)
+  test 30 shards  the `test 30` items read from shards of the same videos
 and, once for all backends, a reference: the same training windows and test views read by a PySlowFast-style
 PyAV reader (`seek_reader`: seek to the keyframe before each window, decode to its end, one read per view)
 from copies of the videos encoded with ffmpeg's default x264 settings, as a loader of raw downloads meets them.
 Each row gives milliseconds per item (a training clip, a test video, a video decoded whole), its ratio to the
-floor and to the reference row of the same kind; every case runs in turn with the others (`timing.interleaved`),
-so the ratios hold on a loaded machine. Beside wall time each row shows the CPU time of this process and its
-threads; with --workers > 0 the decoding runs in worker processes, which that CPU time does not count.
+floor and to the reference row of the same kind (a shards row also to its row read from files); every case
+runs in turn with the others (`timing.interleaved`), so the ratios hold on a loaded machine. Beside wall time
+each row shows the CPU time of this process and its threads; with --workers > 0 the decoding runs in worker
+processes, which that CPU time does not count.
 `--cores 1` pins everything to one core and one torch thread: the per-core cost that sizes a GPU node's loader.
 """
 
@@ -38,25 +42,55 @@ from videonl.benchmark import real_clips, seek_reader
 from videonl.benchmark.timing import interleaved, pin_cores
 from videonl.command import add_overrides
 from videonl.config import load_cfg
-from videonl.data.datasets import VideoDataset, read_video_list, seeded
+from videonl.data.datasets import VideoDataset, list_fields, read_video_list, seeded
 from videonl.data.decode import BACKEND_NAMES, GPU_BACKENDS, available_backends, read_frames
-from videonl.data.loader import collate_train, collate_views, list_file
-from videonl.prep.common import DEFAULT_FAST_DECODE, DEFAULT_GOP
+from videonl.data.loader import build_dataset, build_sampler, collate_train, collate_views, list_file
+from videonl.prep import shards as prep_shards
+from videonl.prep.common import DEFAULT_FAST_DECODE, DEFAULT_GOP, write_text
 
 CPU = torch.device("cpu")
 TEST_ROWS = {"test 10": "full", "test 30": "3crop"}  # row -> TEST.CROP
 REFERENCE_ROW = {"train": "train", "train item": "train", "train decode": "train", "test 10": "test 10",
-                 "test 30": "test 30"}
+                 "test 30": "test 30", "train shards": "train", "test 30 shards": "test 30"}
+FILES_ROW = {"train shards": "train", "test 30 shards": "test 30"}  # the same items read from the videos' files
 
 
-def _dataset(cfg, mode: str, backend: str, records, **overrides) -> VideoDataset:
-    """A dataset reading with `backend` alone: a failure should show, not be hidden by a fallback."""
+def _backend_cfg(cfg, backend: str, **overrides):
+    """The config reading with `backend` alone: a failure should show, not be hidden by a fallback."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.DATA.DECODER, cfg.DATA.DECODER_FALLBACK = backend, False
     for key, value in overrides.items():
         cfg.merge_from_list([key, str(value)])
-    return VideoDataset(records, mode, cfg)
+    return cfg
+
+
+def _dataset(cfg, mode: str, backend: str, records, **overrides) -> VideoDataset:
+    return VideoDataset(records, mode, _backend_cfg(cfg, backend, **overrides))
+
+
+def pack_shards(listing: Path, separator: str, videos: int, train_items: int, out_dir: Path) -> Path:
+    """The first `videos` of a list packed by `videonl prep shards` into `out_dir`/shards: split `test` as listed,
+    split `train` with each video `train_items` times (as many items as the `train` row reads); the shards'
+    folder."""
+    lines = [f"{os.path.abspath(os.path.join(os.path.dirname(listing), path))}{separator}{label}\n"
+             for _, path, label in list(list_fields(str(listing), separator))[:videos]]
+    write_text(out_dir / "lists" / "test.csv", "".join(lines))
+    write_text(out_dir / "lists" / "train.csv", "".join(lines) * train_items)
+    prep_shards.pack(out_dir / "lists", ["train", "test"], out_dir / "shards", separator=separator)
+    return out_dir / "shards"
+
+
+def shard_cases(cfg, backend: str, shards: Path, workers: int) -> Tuple[Dict[str, Callable[[], None]], int]:
+    """The rows `train shards` and `test 30 shards` for one backend, and how many training items a pass reads."""
+    train_cfg = _backend_cfg(cfg, backend, **{"DATA.SHARDS": shards, "DATALOADER.NUM_WORKERS": workers})
+    train = build_dataset(train_cfg, "train")
+    order = build_sampler(train_cfg, train, 0, 1, None)
+    test_cfg = _backend_cfg(train_cfg, backend, **{"TEST.SPLIT": "test", "TEST.CROP": "3crop"})
+    test = build_dataset(test_cfg, "test")
+    cases = {"train shards": _drain(train, order, collate_train, cfg.DATALOADER.TRAIN_BATCH_SIZE, workers),
+             "test 30 shards": _drain(test, build_sampler(test_cfg, test, 0, 1, None), collate_views, 1, workers)}
+    return cases, len(order)
 
 
 def _drain(dataset, keys, collate, batch_size: int, workers: int) -> Callable[[], None]:
@@ -83,8 +117,8 @@ def _floor(records, backend: str) -> Callable[[], None]:
 def _separate_views(dataset: VideoDataset) -> Callable[[], None]:
     """Every view of every video decoded and transformed on its own (one decode per clip and crop)."""
     def run():
-        for record in dataset.records:
-            _, _, info = dataset.read(record.path)
+        for index, record in enumerate(dataset.records):
+            _, _, info = dataset.read(index)
             for clip in dataset.clip_indices(info):
                 for _ in range(dataset.transform.crops_per_clip):
                     frames, positions, _ = read_frames(record.path, clip, dataset.decoder, fallback=False)
@@ -175,9 +209,13 @@ def format_rows(label: str, seconds: Dict[str, Dict[str, float]], items: Dict[st
             if floor is not None and name != "floor":
                 cell += f" {per_item / (floor[clock] / items['floor']):5.2f} x floor"
             if reference is not None and name in REFERENCE_ROW:
-                cell += f" {value[clock] / reference[REFERENCE_ROW[name]][clock]:5.2f} x seek"
+                row = REFERENCE_ROW[name]
+                cell += f" {per_item / (reference[row][clock] / items[row]):5.2f} x seek"
+            if name in FILES_ROW:
+                row = FILES_ROW[name]
+                cell += f" {per_item / (seconds[row][clock] / items[row]):5.2f} x files"
             cells.append(cell)
-        lines.append(f"{label if not lines else '':<11} {name:<12} " + " | ".join(cells))
+        lines.append(f"{label if not lines else '':<11} {name:<14} " + " | ".join(cells))
     return lines
 
 
@@ -206,13 +244,17 @@ def run(args: argparse.Namespace) -> int:
           f"{len(os.sched_getaffinity(0))} cores")
     cases = {("seek", name): run for name, run in
              reference_cases(cfg, records, [copies[r.path] for r in records], infos, train_keys).items()}
+    shards = pack_shards(Path(listing), cfg.DATA.LIST_SEPARATOR, len(records), args.train_items, work_dir / "shards")
     for backend in backends:
         cases.update({(backend, name): run for name, run in
                       backend_cases(cfg, backend, records, infos, train_keys, workers, args.separate).items()})
+        from_shards, shard_items = shard_cases(cfg, backend, shards, workers)
+        cases.update({(backend, name): run for name, run in from_shards.items()})
     seconds = measure_cases(cases, args.repeat)
     items = {"floor": len(records), "train": len(train_keys), "train item": len(train_keys),
-             "train decode": len(train_keys),
-             "test 10": len(records), "test 30": len(records), "test decode": len(records), "30 separate": len(records)}
+             "train decode": len(train_keys), "train shards": shard_items, "test 10": len(records),
+             "test 30": len(records), "test decode": len(records), "30 separate": len(records),
+             "test 30 shards": len(records)}
     by_reader = {}
     for (reader, name), value in seconds.items():
         by_reader.setdefault(reader, {})[name] = value

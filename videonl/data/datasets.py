@@ -1,5 +1,6 @@
 """One dataset over a list file of `path label` lines; Kinetics, Mini-Kinetics, UCF101 and Charades only differ
-in lists, and in the task (TASK.NAME) that reads the labels and turns them into targets.
+in lists, and in the task (TASK.NAME) that reads the labels and turns them into targets. With WebDataset shards
+(`data.shards`) the videos are a shard index's, read from the shards, and all else is the same.
 
 Training items are one random clip; validation and test items are a whole video with all its views, cut from
 one decode. A video that fails to decode is logged once (path and reason) per process; in training another
@@ -12,7 +13,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 
 from videonl.data import sampling
 from videonl.data.decode import DecodeError, VideoInfo, read_frames
+from videonl.data.shards import CLASSES_NAME, ShardReader, location_url, read_if_there
 from videonl.data.transforms import EvalTransform, TrainTransform
 from videonl.tasks import Task, build_task
 from videonl.tasks.base import Span
@@ -48,9 +50,23 @@ class VideoRecord:
     label: Any
 
 
+def list_fields(list_file: str, separator: str = " ") -> Iterator[Tuple[int, str, str]]:
+    """(line number, path, label field) of every line of a `path{separator}label` file, as text; the label
+    follows the last separator, so paths may hold it."""
+    with open(list_file, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            path, _, field = line.rpartition(separator)
+            if not path:
+                raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r} (no label)")
+            yield number, path, field
+
+
 def read_video_list(list_file: str, separator: str = " ", prefix: str = "",
                     parse_label: Callable[[str], Any] = parse_class_index) -> List[VideoRecord]:
-    """Records of a `path{separator}label` file; the label follows the last separator, so paths may hold it.
+    """Records of a `path{separator}label` file (`list_fields`).
 
     Relative paths are joined to `prefix`, or to the list file's folder when `prefix` is empty. `parse_label` reads
     the label field (the task's `parse_label`; by default a class index); a field it refuses fails naming the
@@ -58,20 +74,13 @@ def read_video_list(list_file: str, separator: str = " ", prefix: str = "",
     """
     root = prefix or os.path.dirname(os.path.abspath(list_file))
     records = []
-    with open(list_file, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            path, _, field = line.rpartition(separator)
-            try:
-                if not path:
-                    raise ValueError("no label")
-                label = parse_label(field)
-            except ValueError as err:
-                raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r} ({err})") \
-                    from None
-            records.append(VideoRecord(os.path.join(root, path), label))
+    for number, path, field in list_fields(list_file, separator):
+        try:
+            label = parse_label(field)
+        except ValueError as err:
+            raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got "
+                             f"{path + separator + field!r} ({err})") from None
+        records.append(VideoRecord(os.path.join(root, path), label))
     return records
 
 
@@ -79,9 +88,13 @@ def read_class_names(path: str) -> List[str]:
     """Names by class index from a `{name: index}` JSON file (a prepared data folder's classes.json; PyTorchVideo's
     kinetics_classnames.json has the same form); an index the file skips is named "class i"."""
     with open(path, encoding="utf-8") as f:
-        index = json.load(f)
+        return class_names(json.load(f), path)
+
+
+def class_names(index, where: str) -> List[str]:
+    """Names by class index from a `{name: index}` object read from `where` (see `read_class_names`)."""
     if not isinstance(index, dict) or not all(isinstance(i, int) and i >= 0 for i in index.values()):
-        raise ValueError(f"{path}: expected a JSON object {{class name: index >= 0}}")
+        raise ValueError(f"{where}: expected a JSON object {{class name: index >= 0}}")
     names = [f"class {i}" for i in range(max(index.values(), default=-1) + 1)]
     for name, i in index.items():
         names[i] = name
@@ -89,8 +102,14 @@ def read_class_names(path: str) -> List[str]:
 
 
 def data_class_names(cfg) -> Optional[List[str]]:
-    """The class names of the config's data, from {DATA.PATH_TO_DATA_DIR}/classes.json; None without one."""
-    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.json")
+    """The class names of the config's data, from {DATA.PATH_TO_DATA_DIR}/classes.json, or with DATA.SHARDS the
+    one `prep shards` put beside the shards (a node reading shards over a URL may have no data folder); None
+    without one."""
+    if cfg.DATA.SHARDS:
+        url = location_url(cfg.DATA.SHARDS, CLASSES_NAME)
+        data = read_if_there(url)
+        return None if data is None else class_names(json.loads(data.decode("utf-8")), url)
+    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_NAME)
     return read_class_names(path) if os.path.isfile(path) else None
 
 
@@ -141,7 +160,8 @@ def report_failure(error: DecodeError) -> None:
 
 
 class VideoDataset(Dataset):
-    """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`).
+    """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`); with `shards`, the
+    videos of a shard index, read from its shards (`data.shards`), and all else the same.
 
     train: {"clip": [C, T, S, S], "label": the task's target of the clip, "index",
             "failures": ["path: reason" of replaced videos]}
@@ -154,10 +174,10 @@ class VideoDataset(Dataset):
     Clips and frames are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
     """
 
-    def __init__(self, records: List[VideoRecord], mode: str, cfg):
+    def __init__(self, records: List[VideoRecord], mode: str, cfg, shards: Optional[ShardReader] = None):
         if mode not in MODES:
             raise ValueError(f"unknown dataset mode '{mode}'; choose from {', '.join(MODES)}")
-        self.records = records
+        self.records, self.shards = records, shards
         self.mode = mode
         self.task = build_task(cfg)
         self.decoder = cfg.DATA.DECODER
@@ -208,12 +228,23 @@ class VideoDataset(Dataset):
         return sampling.uniform_clips(info, self.num_frames, self.sampling_rate, self.num_clips,
                                       self.clip_starts, self.target_fps)
 
-    def read(self, path: str, choose: Optional[Callable[[VideoInfo], np.ndarray]] = None):
-        """(distinct frames, positions [T] or [clips, T], info) of one video, sampled for this mode (or by
+    def read(self, index: int, choose: Optional[Callable[[VideoInfo], np.ndarray]] = None):
+        """(distinct frames, positions [T] or [clips, T], info) of video `index`, sampled for this mode (or by
         `choose`, a function of the video's info like `clip_indices`); in training the frames are the random
         crop's box alone."""
         crop = self.transform.crop_box if self.mode == "train" else None
-        return read_frames(path, choose or self.clip_indices, self.decoder, self.fallback, crop)
+        choose = choose or self.clip_indices
+        if self.shards is None:
+            return read_frames(self.records[index].path, choose, self.decoder, self.fallback, crop)
+        return read_frames(self.shards.name(index), choose, self.decoder, self.fallback, crop,
+                           data=self.shards.member(index))
+
+    def replacement(self, index: int) -> int:
+        """A video to train on in place of `index`, which failed, drawn from the torch generator: any of the list,
+        or from shards one stored near it (`ShardReader.nearby`: in memory or close ahead)."""
+        if self.shards is None:
+            return int(torch.randint(0, len(self.records), ()))
+        return self.shards.nearby(index)
 
     def _train_item(self, index: int) -> Dict:
         failures = []
@@ -221,11 +252,11 @@ class VideoDataset(Dataset):
             record = self.records[index]
             choice = _RememberedChoice(self.clip_indices)
             try:
-                frames, positions, info = self.read(record.path, choice)
+                frames, positions, info = self.read(index, choice)
             except DecodeError as error:
                 report_failure(error)
                 failures.append(str(error))
-                index = int(torch.randint(0, len(self.records), ()))
+                index = self.replacement(index)
                 continue
             clip = self.transform.from_boxes(frames, torch.from_numpy(positions))
             target = self.task.clip_target(record.label, clip_span(choice.indices, info))
@@ -236,7 +267,7 @@ class VideoDataset(Dataset):
         record = self.records[index]
         item = {"views": None, "label": self.task.video_target(record.label), "index": index, "error": ""}
         try:
-            frames, positions, _ = self.read(record.path)
+            frames, positions, _ = self.read(index)
         except DecodeError as error:
             report_failure(error)
             item["error"] = str(error)

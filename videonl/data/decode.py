@@ -1,4 +1,6 @@
 """Frames out of a video file: `read_frames(path, choose)` -> (distinct frames, positions into them, info).
+A video held in memory (a member of a WebDataset shard) is read the same way from its encoded bytes
+(`read_frames(name, choose, data=...)`): every backend opens bytes as it opens a file, frame for frame alike.
 
 `read_frames` is the main call: it decodes each distinct frame once and lets the sampler choose indices from
 the video's own frame count, so all the views of a test video come from one read. `decode(path, indices)`
@@ -16,6 +18,7 @@ there, when the config asks for it and the process has a GPU.
 
 import bisect
 import importlib.util
+import io
 import logging
 import os
 import tempfile
@@ -48,6 +51,7 @@ class VideoInfo:
     fps: float
 
 
+Source = Union[str, bytes]  # what a reader opens: a video file's path, or a whole video's encoded bytes
 Box = Tuple[int, int, int, int]  # (top, left, height, width) of a region of a frame, in pixels
 CropChoice = Callable[[int, int], Box]  # (frame height, frame width) -> the box to read
 
@@ -83,10 +87,11 @@ class _Video:
 class _DecordVideo(_Video):
     """decord: frame-accurate random access through its own index of the packets."""
 
-    def __init__(self, path: str):
+    def __init__(self, source: Source):
         import decord
 
-        self._reader = decord.VideoReader(path, ctx=decord.cpu(0))
+        self._reader = decord.VideoReader(io.BytesIO(source) if isinstance(source, bytes) else source,
+                                          ctx=decord.cpu(0))
         self.info = VideoInfo(len(self._reader), float(self._reader.get_avg_fps()))
 
     def _read(self, indices: np.ndarray) -> torch.Tensor:
@@ -111,12 +116,10 @@ class _PyAVVideo(_Video):
     seeks in the container whose packets were listed (opening again costs as much as decoding a few frames).
     """
 
-    def __init__(self, path: str):
-        import av
-
-        self._path = path
+    def __init__(self, source: Source):
+        self._source = source
         self.decoded = 0
-        self._container = av.open(path)
+        self._container = _open_container(source)
         try:
             if not self._container.streams.video:
                 raise RuntimeError("no video stream")
@@ -161,11 +164,9 @@ class _PyAVVideo(_Video):
 
     def _read_counting(self, indices: np.ndarray, frames: "_RGBFrames") -> None:
         """Decode from the first frame, numbering frames as they come out, up to the last index asked for."""
-        import av
-
         wanted = {int(i): n for n, i in enumerate(indices)}
         last = int(indices.max())
-        with av.open(self._path) as container:
+        with _open_container(self._source) as container:
             for position, frame in enumerate(container.decode(video=0)):
                 self.decoded += 1
                 if position in wanted:
@@ -174,6 +175,12 @@ class _PyAVVideo(_Video):
                     break
         if wanted:
             raise RuntimeError(f"stream ended before frame {min(wanted)} (header says {self.info.num_frames})")
+
+
+def _open_container(source: Source) -> "av.container.InputContainer":
+    import av
+
+    return av.open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
 _HALVED_CHROMA = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0: one chroma sample per 2 x 2 pixels, from even ones
@@ -253,10 +260,10 @@ class _TorchcodecVideo(_Video):
 
     device = "cpu"
 
-    def __init__(self, path: str):
+    def __init__(self, source: Source):
         from torchcodec.decoders import VideoDecoder
 
-        self._decoder = VideoDecoder(path, dimension_order="NHWC", seek_mode="exact", device=self.device)
+        self._decoder = VideoDecoder(source, dimension_order="NHWC", seek_mode="exact", device=self.device)
         metadata = self._decoder.metadata
         fps = metadata.average_fps_from_header or metadata.average_fps or 0  # header: what the others report
         self.info = VideoInfo(int(metadata.num_frames), float(fps))
@@ -274,7 +281,7 @@ class _TorchcodecCudaVideo(_TorchcodecVideo):
         return f"cuda:{torch.cuda.current_device()}"
 
 
-_OPENERS: Dict[str, Callable[[str], _Video]] = {
+_OPENERS: Dict[str, Callable[[Source], _Video]] = {
     "decord": _DecordVideo,
     "pyav": _PyAVVideo,
     "torchcodec": _TorchcodecVideo,
@@ -341,9 +348,9 @@ def available_backends() -> List[str]:
 IndexChoice = Union[Sequence[int], np.ndarray, Callable[[VideoInfo], np.ndarray]]
 
 
-def _read_with(backend: str, path: str, choose: IndexChoice,
+def _read_with(backend: str, source: Source, choose: IndexChoice,
                crop: Optional[CropChoice] = None) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
-    with _OPENERS[backend](path) as video:
+    with _OPENERS[backend](source) as video:
         info = video.info
         if info.num_frames <= 0:
             raise RuntimeError("no video frames")
@@ -358,7 +365,7 @@ def _read_with(backend: str, path: str, choose: IndexChoice,
 _AUTO_ORDER: List[str] = []
 
 
-def _measure_auto_order(path: str, choose: IndexChoice, crop: Optional[CropChoice]) -> None:
+def _measure_auto_order(source: Source, choose: IndexChoice, crop: Optional[CropChoice]) -> None:
     """Order the available backends fastest first, timed on this file; kept once a backend has read it.
 
     Each backend reads the file once untimed first, so one-off start-up costs do not decide the order. The
@@ -369,9 +376,9 @@ def _measure_auto_order(path: str, choose: IndexChoice, crop: Optional[CropChoic
     for backend in available_backends():
         try:
             with torch.random.fork_rng(devices=[]):
-                _read_with(backend, path, choose, crop)
+                _read_with(backend, source, choose, crop)
                 start = time.perf_counter()
-                _read_with(backend, path, choose, crop)
+                _read_with(backend, source, choose, crop)
                 timings[backend] = time.perf_counter() - start
         except Exception:
             timings[backend] = float("inf")
@@ -407,7 +414,8 @@ _CPU_INSTEAD = set()
 
 
 def read_frames(path: str, choose: IndexChoice, backend: str = "auto", fallback: bool = True,
-                crop: Optional[CropChoice] = None) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
+                crop: Optional[CropChoice] = None,
+                data: Optional[bytes] = None) -> Tuple[torch.Tensor, np.ndarray, VideoInfo]:
     """Decode each distinct frame once: (frames [U, H, W, C] uint8, positions into them, video info).
 
     `choose` is the frame indices, or a function of the video's `VideoInfo` that returns them (any shape;
@@ -415,23 +423,25 @@ def read_frames(path: str, choose: IndexChoice, backend: str = "auto", fallback:
     `crop`, a function of the frames' (height, width), picks the one box of every frame that is wanted (a
     training crop, drawn after `choose`): the frames come back as that box, and a backend that can convert
     less than a whole frame to RGB converts only the box.
+    With `data`, the video is those encoded bytes (a shard's member) and `path` only names it.
     Raises `DecodeError` naming the file and every backend's reason when no backend can read it; without
     `fallback` only the backend asked for is tried (to check or compare one backend).
     """
     path = os.fspath(path)
     backend = _on_this_machine(backend, fallback)
     order = backend_order(backend, fallback)
-    if not os.path.isfile(path):
+    if data is None and not os.path.isfile(path):
         raise DecodeError(path, "file not found")
-    if os.path.getsize(path) == 0:
+    if (len(data) if data is not None else os.path.getsize(path)) == 0:
         raise DecodeError(path, "empty file (0 bytes)")
+    source = path if data is None else bytes(data)
     if backend == "auto" and not _AUTO_ORDER:
-        _measure_auto_order(path, choose, crop)
+        _measure_auto_order(source, choose, crop)
         order = backend_order(backend)
     reasons = []
     for name in order:
         try:
-            frames, positions, info = _read_with(name, path, choose, crop)
+            frames, positions, info = _read_with(name, source, choose, crop)
         except Exception as err:
             reasons.append(f"{name}: {_first_line(err)}")
             continue

@@ -26,6 +26,9 @@ and its place in the permutation. One process with batch 2B and two with batch B
 augmented the same way, and `set_epoch(loader, epoch, start_batch)` resumes mid-epoch exactly. Testing uses
 `ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
 exactly once; given `indices`, only those videos are loaded (an interrupted evaluation scores the rest).
+With DATA.SHARDS the videos come from WebDataset shards (`data.shards`), read as streams: `data.streams`
+orders training (`StreamTrainSampler`, resumable the same way) and testing (`StreamTestSampler`, every video
+once) in contiguous ranges per rank and loader worker, so each worker reads its part of each shard once.
 Ranks may then see different numbers of batches: evaluate with the unwrapped module
 (`ddp_model.module`), since DistributedDataParallel's forward runs a collective (buffer broadcast) that would
 wait for the ranks that have finished. Gather per-video results across ranks keyed by batch["index"] (e.g.
@@ -33,15 +36,16 @@ all_gather_object of (index, scores, label) lists, or all_reduce of correct / co
 """
 
 import os
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, default_collate
 
 from videonl import ranks
-from videonl.data.datasets import MODES, VideoDataset, read_video_list
+from videonl.data.datasets import MODES, VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import GPU_BACKENDS
+from videonl.data.shards import ShardIndex, ShardReader, index_url
+from videonl.data.streams import EpochSampler, StreamTestSampler, StreamTrainSampler, sample_seed
 from videonl.data.transforms import VideoViews, normalize
 from videonl.tasks import build_task
 
@@ -60,7 +64,7 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
-class TrainSampler(Sampler):
+class TrainSampler(EpochSampler):
     """This rank's (index, seed) pairs of one epoch, resumable at any batch.
 
     Global batch b of an epoch is the permutation's slice [b*G, (b+1)*G) for G = batch_size * world_size;
@@ -68,36 +72,15 @@ class TrainSampler(Sampler):
     """
 
     def __init__(self, size: int, rank: int, world_size: int, batch_size: int, seed: int):
-        global_batch = batch_size * world_size
-        if size < global_batch:
-            raise ValueError(f"the training list has {size} videos, fewer than one global batch of {global_batch} "
-                             f"(DATALOADER.TRAIN_BATCH_SIZE {batch_size} x {world_size} processes)")
-        self.size, self.rank, self.world_size = size, rank, world_size
-        self.batch_size, self.seed = batch_size, seed
-        self.batches_per_epoch = size // global_batch
-        self.epoch, self.start_batch = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        if not 0 <= start_batch < self.batches_per_epoch:
-            raise ValueError(f"start batch {start_batch} outside the epoch's {self.batches_per_epoch} batches")
-        self.epoch, self.start_batch = epoch, start_batch
+        super().__init__(size, rank, world_size, batch_size, seed, "list has")
 
     def __iter__(self) -> Iterator[tuple]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=self.generator()).tolist()
         global_batch = self.batch_size * self.world_size
         for batch in range(self.start_batch, self.batches_per_epoch):
             first = batch * global_batch + self.rank * self.batch_size
             for position in range(first, first + self.batch_size):
                 yield order[position], sample_seed(self.seed, self.epoch, position)
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
-
-
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """A 63-bit seed of its own for every (run seed, epoch, position): numpy's SeedSequence hashes the triple."""
-    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def stack_clips(clips: List[torch.Tensor]) -> torch.Tensor:
@@ -125,17 +108,59 @@ def collate_views(items: List[Dict]) -> Dict:
     }
 
 
+def split_name(cfg, split: str) -> str:
+    """The name of the list (or shard index) a split reads: DATA.TRAIN_SPLIT, DATA.VAL_SPLIT or TEST.SPLIT."""
+    return {"train": cfg.DATA.TRAIN_SPLIT, "val": cfg.DATA.VAL_SPLIT, "test": cfg.TEST.SPLIT}[split]
+
+
 def list_file(cfg, split: str) -> str:
-    name = {"train": cfg.DATA.TRAIN_SPLIT, "val": cfg.DATA.VAL_SPLIT, "test": cfg.TEST.SPLIT}[split]
-    return os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{name}.csv")
+    return os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{split_name(cfg, split)}.csv")
+
+
+def split_location(cfg, split: str) -> str:
+    """Where a split's videos are listed: its shard index's URL with DATA.SHARDS, else its list file (absolute)."""
+    if cfg.DATA.SHARDS:
+        return index_url(cfg.DATA.SHARDS, split_name(cfg, split))
+    return os.path.abspath(list_file(cfg, split))
+
+
+def shard_records(index: ShardIndex, parse_label: Callable[[str], Any]) -> List[VideoRecord]:
+    """A shard index's videos as records: the id as the path, the label field read by `parse_label` (the task's,
+    as a list line's field is read)."""
+    records = []
+    for video_id, label in index.videos:
+        try:
+            records.append(VideoRecord(video_id, parse_label(label)))
+        except ValueError as err:
+            raise ValueError(f"{index.url}: video {video_id}: {err}") from None
+    return records
 
 
 def build_dataset(cfg, split: str) -> VideoDataset:
+    """The dataset of `split`: its list file's videos, or with DATA.SHARDS its shard index's, read from the shards."""
     if split not in MODES:
         raise ValueError(f"unknown split '{split}'; choose from {', '.join(MODES)}")
-    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX,
-                              build_task(cfg).parse_label)
+    parse_label = build_task(cfg).parse_label
+    if cfg.DATA.SHARDS:
+        index = ShardIndex.read(cfg.DATA.SHARDS, split_name(cfg, split))
+        return VideoDataset(shard_records(index, parse_label), split, cfg, ShardReader(index, cfg.DATA.SHARD_SHUFFLE))
+    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX, parse_label)
     return VideoDataset(records, split, cfg)
+
+
+def build_sampler(cfg, dataset: VideoDataset, rank: int, world_size: int,
+                  indices: Optional[Sequence[int]]) -> Sampler:
+    """The order of a loader over `dataset` for this process (see the module, and `data.streams` for shards)."""
+    batch_size, seed = cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.TRAIN.SEED
+    if dataset.shards is None:
+        if dataset.mode == "train":
+            return TrainSampler(len(dataset), rank, world_size, batch_size, seed)
+        return ShardSampler(len(dataset), rank, world_size, indices)
+    workers = max(1, cfg.DATALOADER.NUM_WORKERS)
+    if dataset.mode == "train":
+        shard_sizes = [shard.videos for shard in dataset.shards.index.shards]
+        return StreamTrainSampler(shard_sizes, rank, world_size, batch_size, seed, workers, cfg.DATA.SHARD_SHUFFLE)
+    return StreamTestSampler(len(dataset), rank, world_size, cfg.DATALOADER.TEST_BATCH_SIZE, workers, indices)
 
 
 def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Optional[int] = None,
@@ -150,14 +175,10 @@ def build_loader(cfg, split: str, rank: Optional[int] = None, world_size: Option
     decodes_on_gpu = cfg.DATA.DECODER in GPU_BACKENDS and torch.cuda.is_available()
     if training and indices is not None:
         raise ValueError("indices selects videos to evaluate; the training loader always uses the whole list")
-    if training:
-        sampler = TrainSampler(len(dataset), rank, world_size, cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.TRAIN.SEED)
-    else:
-        sampler = ShardSampler(len(dataset), rank, world_size, indices)
     return DataLoader(
         dataset,
         batch_size=cfg.DATALOADER.TRAIN_BATCH_SIZE if training else cfg.DATALOADER.TEST_BATCH_SIZE,
-        sampler=sampler,
+        sampler=build_sampler(cfg, dataset, rank, world_size, indices),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.cuda.is_available() and not decodes_on_gpu,
         collate_fn=collate_train if training else collate_views,

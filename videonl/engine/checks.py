@@ -8,7 +8,8 @@ import torch
 
 from videonl.config import ConfigError
 from videonl.data.datasets import label_range_problem, read_video_list
-from videonl.data.loader import list_file
+from videonl.data.loader import list_file, shard_records, split_location, split_name
+from videonl.data.shards import ShardError, ShardIndex
 from videonl.engine.optim import POLICIES
 from videonl.engine.runtime import PRECISIONS
 from videonl.models.build import build_model
@@ -102,13 +103,20 @@ def _label_problems(cfg, task: Task, splits: List[str]) -> List[str]:
         if named != classes:
             problems.append(f"MODEL.NUM_CLASSES {classes} does not match the {named} classes of {names_file}")
     for split in dict.fromkeys(splits):
-        path = list_file(cfg, split)
-        if not os.path.isfile(path):
-            problems.append(f"list file {path} not found (DATA.PATH_TO_DATA_DIR, DATA.TRAIN_SPLIT / VAL_SPLIT, "
-                            "TEST.SPLIT)")
-            continue
         try:
-            records = read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX, task.parse_label)
+            if cfg.DATA.SHARDS:
+                path = split_location(cfg, split)
+                records = shard_records(ShardIndex.read(cfg.DATA.SHARDS, split_name(cfg, split)), task.parse_label)
+            else:
+                path = list_file(cfg, split)
+                if not os.path.isfile(path):
+                    problems.append(f"list file {path} not found (DATA.PATH_TO_DATA_DIR, DATA.TRAIN_SPLIT / "
+                                    "VAL_SPLIT, TEST.SPLIT)")
+                    continue
+                records = read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX, task.parse_label)
+        except ShardError as err:
+            problems.append(f"{err} (DATA.SHARDS, DATA.TRAIN_SPLIT / VAL_SPLIT, TEST.SPLIT)")
+            continue
         except ValueError as err:
             problems.append(f"{err} (TASK.NAME {cfg.TASK.NAME})")
             continue

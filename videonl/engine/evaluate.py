@@ -17,7 +17,7 @@ from typing import Callable, Iterator, List, Optional
 import torch
 
 from videonl.data.datasets import label_range_problem
-from videonl.data.loader import build_dataset, build_loader, list_file, view_batches
+from videonl.data.loader import build_dataset, build_loader, split_location, view_batches
 from videonl.data.transforms import VideoViews
 from videonl.engine import distributed
 from videonl.engine.reports import class_names, write_reports
@@ -109,7 +109,7 @@ def evaluate(model: torch.nn.Module, cfg, split: str = "test", device: torch.dev
     """
     model = _unwrapped(model)
     dataset = build_dataset(cfg, split)
-    label_problem = label_range_problem(dataset.records, dataset.task, list_file(cfg, split))
+    label_problem = label_range_problem(dataset.records, dataset.task, split_location(cfg, split))
     if label_problem:
         raise ValueError(label_problem)
     store, earlier = None, {}

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from videonl.data.loader import list_file
+from videonl.data.loader import split_location
 from videonl.tasks import Task, task_name
 from videonl.tasks.base import TOP_K, ScoreLabel
 
@@ -110,7 +110,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def scores_meta(cfg, split: str, dataset, model: torch.nn.Module) -> dict:
     """What the scores of an output folder are scores of; a resumed evaluation must match it exactly."""
     return {
-        "list": os.path.abspath(list_file(cfg, split)),
+        "list": split_location(cfg, split),
         "task": {"name": task_name(dataset.task), **dataset.task.scoring()},
         "videos": len(dataset),
         "classes": cfg.MODEL.NUM_CLASSES,

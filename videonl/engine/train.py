@@ -13,6 +13,7 @@ import time
 from typing import Iterator, Optional
 
 import torch
+import yaml
 from torch import nn
 
 from videonl.data.loader import build_loader, model_input, set_epoch
@@ -65,6 +66,8 @@ def train_model(cfg, device: torch.device) -> nn.Module:
     model = training_model(cfg, device, init=None if resume_from else weights)
     optimizer, scaler = build_optimizer(model, cfg), grad_scaler(cfg, device)
     start = restore(weights, model, optimizer, scaler) if resume_from else 0
+    if resume_from and (problem := stream_resume_problem(weights.checkpoint()["cfg"], cfg)):
+        logger.warning("%s: %s", weights.source, problem)
     loop = TrainingLoop(cfg, device, model, optimizer, scaler, checkpoints, global_batch)
     loop.run(start)
     return model
@@ -94,6 +97,17 @@ def restore(weights: Weights, model: nn.Module, optimizer, scaler) -> int:
                        "draws differ from an uninterrupted run", path, len(rng_states), distributed.world_size())
     logger.info("resumed from %s at iteration %d", path, state["iteration"])
     return state["iteration"]
+
+
+def stream_resume_problem(saved_cfg: str, cfg) -> str:
+    """"" unless a run on shards resumes with another number of loader workers than the checkpoint's run (its
+    config, YAML): `data.streams` cuts an epoch into one range per worker, so the rest of the interrupted epoch
+    would then not be exactly what that run had left."""
+    workers = (yaml.safe_load(saved_cfg).get("DATALOADER") or {}).get("NUM_WORKERS", 0)
+    if not cfg.DATA.SHARDS or max(1, workers) == max(1, cfg.DATALOADER.NUM_WORKERS):
+        return ""
+    return (f"written by a run with DATALOADER.NUM_WORKERS {workers}, this one has {cfg.DATALOADER.NUM_WORKERS}: "
+            "until the interrupted epoch ends, some of its shard videos are read twice and others not at all")
 
 
 def training_batches(loader, epoch: int, offset: int = 0) -> Iterator[dict]:
