@@ -1,4 +1,4 @@
-"""Report pictures: training curves, per-class accuracy and the confusion matrix, as PNG files.
+"""Report pictures: training curves, per-class accuracy, the confusion matrix and a video's timeline, as PNG files.
 
 Figures are built with matplotlib's object interface (`Figure`, rendered by Agg), so no pyplot state or
 display backend is involved and the functions are safe in any process. Each `*_figure` function builds a
@@ -150,3 +150,83 @@ def confusion_matrix_figure(confusion: np.ndarray, names: List[str]):
 
 def plot_confusion_matrix(confusion: np.ndarray, names: List[str], png_path: str) -> str:
     return _save(confusion_matrix_figure(confusion, names), png_path)
+
+
+# ------------------------------------------------------------------------------------------- timeline
+
+TIMELINE_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")  # the bands' classes; grey is "other"
+OTHER_COLOUR = "#d9d9d9"
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)  # seconds between time ticks
+MIN_BANDS = 3  # classes drawn as bands even when fewer lead a segment
+
+
+def clock(seconds: float, _position=None) -> str:
+    """A time tick: m:ss, or h:mm:ss from an hour on."""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
+
+
+def _time_axis(axes, duration: float) -> None:
+    """x from 0 to `duration` seconds, ticked in m:ss at a round step giving at most 13 ticks."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    step = next((s for s in TICK_STEPS if duration / s <= 12), TICK_STEPS[-1])
+    axes.set_xlim(0, duration)
+    axes.xaxis.set_major_locator(MultipleLocator(step))
+    axes.xaxis.set_major_formatter(FuncFormatter(clock))
+
+
+def band_classes(probabilities: np.ndarray, segment_labels: Sequence[int]) -> List[int]:
+    """The classes drawn as bands: those leading a segment, most probable over the video first, then the next most
+    probable up to MIN_BANDS; at most one per colour."""
+    mass = probabilities.sum(axis=0)
+    leading = sorted(set(segment_labels), key=lambda c: -mass[c])
+    others = [int(c) for c in np.argsort(-mass, kind="stable") if c not in leading]
+    return (leading + others[:max(MIN_BANDS - len(leading), 0)])[:len(TIMELINE_COLOURS)]
+
+
+def timeline_figure(timeline):
+    """What happens when in one video: above, its segments as coloured bars named by class; below, the
+    probabilities of the classes that lead (and the next most probable) as stacked coloured bands over time,
+    the rest as a grey band, with the segments' boundaries dashed. Time in m:ss. `timeline` is an
+    `engine.timeline.Timeline`."""
+    segments = timeline.segments
+    shown = band_classes(timeline.probabilities, [s.label for s in segments])
+    colours = {label: TIMELINE_COLOURS[rank] for rank, label in enumerate(shown)}
+    duration = max(timeline.duration, float(timeline.ends[-1]))
+    figure = _figure(14, 5)
+    segment_axes, band_axes = figure.subplots(2, 1, sharex=True, height_ratios=[1, 4])
+    name = os.path.basename(timeline.path)
+    figure.suptitle(f"{name}: {len(timeline)} windows of {timeline.window:.2f} s every {timeline.stride:g} s")
+
+    for segment in segments:
+        segment_axes.broken_barh([(segment.start, segment.length)], (0, 1),
+                                 facecolors=colours.get(segment.label, OTHER_COLOUR), edgecolors="white")
+        if segment.length >= 0.06 * duration:
+            segment_axes.text(segment.start + segment.length / 2, 0.5, timeline.class_names[segment.label],
+                              ha="center", va="center", fontsize=8, clip_on=True)
+    segment_axes.set(ylim=(0, 1), yticks=[], ylabel="segments")
+
+    centres = (timeline.starts + timeline.ends) / 2
+    bands = [timeline.probabilities[:, label] for label in shown]
+    labels = [timeline.class_names[label] for label in shown]
+    band_colours = [colours[label] for label in shown]
+    if len(shown) < timeline.probabilities.shape[1]:
+        bands.append(np.clip(1 - np.sum(bands, axis=0), 0, 1))
+        labels.append("other classes")
+        band_colours.append(OTHER_COLOUR)
+    band_axes.stackplot(centres, *bands, labels=labels, colors=band_colours, step="mid")
+    for segment in segments[1:]:
+        band_axes.axvline(segment.start, color="black", linestyle="--", linewidth=0.8)
+    band_axes.set(ylim=(0, 1), ylabel="probability", xlabel="time (m:ss)")
+    band_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="class", title_fontsize=8)
+    _time_axis(band_axes, duration)
+    if timeline.notes:
+        band_axes.text(0.5, -0.28, "\n".join(timeline.notes), transform=band_axes.transAxes, ha="center",
+                       va="top", fontsize=8, color="C3")
+    return figure
+
+
+def plot_timeline(timeline, png_path: str) -> str:
+    return _save(timeline_figure(timeline), png_path)
