@@ -16,7 +16,7 @@ from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, VideoRecord
 from videonl.engine.evaluate import view_probabilities
 from videonl.predict import main
-from videonl.prep.common import encode_h264
+from videonl.prep.common import encode_h264, join_videos
 
 BACKGROUNDS = np.array([[230, 40, 40], [40, 200, 60], [50, 90, 240]])  # the classes: red, green, blue scenes
 NAMES = ["red", "green", "blue"]
@@ -36,9 +36,16 @@ def scene(label: int, count: int, phase: int) -> np.ndarray:
     return frames
 
 
-def joined(segments, phase: int = 0) -> np.ndarray:
-    return np.concatenate([scene(label, round(seconds * FPS), phase + 3 * i) for i, (label, seconds) in
-                           enumerate(segments)])
+def join_clips(folder, segments, **encoding):
+    """One clip per (class, seconds) of `segments` written to `folder`, joined into `folder`/joined.mp4."""
+    clips = []
+    for number, (label, seconds) in enumerate(segments):
+        clips.append(folder / f"part_{number:02d}_{NAMES[label]}.mp4")
+        encode_h264(clips[-1], scene(label, round(seconds * FPS), 3 * number), Fraction(FPS))
+    parts = join_videos(clips, folder / "joined.mp4", **encoding)
+    bounds = np.cumsum([0] + [seconds for _, seconds in segments])
+    np.testing.assert_allclose(parts, np.stack([bounds[:-1], bounds[1:]], axis=1))
+    return folder / "joined.mp4"
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +64,7 @@ def model(tmp_path_factory):
     out = root / "run"
     train_net.main(tiny(root, out, "MODEL.NUM_CLASSES", "3", "SOLVER.BASE_LR", "0.1", "SOLVER.MAX_ITER", "50",
                         "TRAIN.CHECKPOINT_PERIOD", "50", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False"))
-    video = root / "joined.mp4"
-    encode_h264(video, joined(JOINED), Fraction(FPS), movflags="faststart")
+    video = join_clips(tmp_path_factory.mktemp("joined"), JOINED, movflags="faststart")
     checkpoint = str(out / "checkpoints" / "iter_0000050.pth")
     predictor = videonl.Predictor(load_cfg(str(out / "config.yaml"), ["TIMELINE.STRIDE", str(STRIDE)]), checkpoint)
     return {"cfg": str(out / "config.yaml"), "checkpoint": checkpoint, "video": str(video), "predictor": predictor,
@@ -155,7 +161,8 @@ def test_a_variable_frame_rate_video_maps_windows_to_real_time(model, tmp_path):
     durations = [200] * 20 + [50] * 40
     times = np.concatenate([[0], np.cumsum(durations)[:-1]]) / 1000
     vfr = tmp_path / "vfr.mp4"
-    encode_h264(vfr, joined([(0, 2), (2, 4)]), Fraction(FPS), pts=(times * FPS * 100).round().astype(int).tolist())
+    frames = np.concatenate([scene(0, 20, 0), scene(2, 40, 3)])
+    encode_h264(vfr, frames, Fraction(FPS), pts=(times * FPS * 100).round().astype(int).tolist())
 
     timeline = model["predictor"].timeline(str(vfr))
 

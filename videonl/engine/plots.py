@@ -158,6 +158,7 @@ TIMELINE_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")  # the
 OTHER_COLOUR = "#d9d9d9"
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)  # seconds between time ticks
 MIN_BANDS = 3  # classes drawn as bands even when fewer lead a segment
+LABEL_WIDTH = 0.0055  # share of the time axis a character of a segment's name takes (14-inch figure, 8 points)
 
 
 def clock(seconds: float, _position=None) -> str:
@@ -194,7 +195,7 @@ def timeline_figure(timeline):
     segments = timeline.segments
     shown = band_classes(timeline.probabilities, [s.label for s in segments])
     colours = {label: TIMELINE_COLOURS[rank] for rank, label in enumerate(shown)}
-    duration = max(timeline.duration, float(timeline.ends[-1]))
+    duration = float(timeline.bounds[-1])
     figure = _figure(14, 5)
     segment_axes, band_axes = figure.subplots(2, 1, sharex=True, height_ratios=[1, 4])
     name = os.path.basename(timeline.path)
@@ -203,20 +204,20 @@ def timeline_figure(timeline):
     for segment in segments:
         segment_axes.broken_barh([(segment.start, segment.length)], (0, 1),
                                  facecolors=colours.get(segment.label, OTHER_COLOUR), edgecolors="white")
-        if segment.length >= 0.06 * duration:
+        if segment.length >= LABEL_WIDTH * (len(timeline.class_names[segment.label]) + 2) * duration:
             segment_axes.text(segment.start + segment.length / 2, 0.5, timeline.class_names[segment.label],
                               ha="center", va="center", fontsize=8, clip_on=True)
     segment_axes.set(ylim=(0, 1), yticks=[], ylabel="segments")
 
-    centres = (timeline.starts + timeline.ends) / 2
-    bands = [timeline.probabilities[:, label] for label in shown]
+    bounds = timeline.bounds  # each window's probabilities drawn over the time it stands for, as its segment
+    bands = [np.append(timeline.probabilities[:, label], timeline.probabilities[-1, label]) for label in shown]
     labels = [timeline.class_names[label] for label in shown]
     band_colours = [colours[label] for label in shown]
     if len(shown) < timeline.probabilities.shape[1]:
         bands.append(np.clip(1 - np.sum(bands, axis=0), 0, 1))
         labels.append("other classes")
         band_colours.append(OTHER_COLOUR)
-    band_axes.stackplot(centres, *bands, labels=labels, colors=band_colours, step="mid")
+    band_axes.stackplot(bounds, *bands, labels=labels, colors=band_colours, step="post")
     for segment in segments[1:]:
         band_axes.axvline(segment.start, color="black", linestyle="--", linewidth=0.8)
     band_axes.set(ylim=(0, 1), ylabel="probability", xlabel="time (m:ss)")

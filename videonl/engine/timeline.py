@@ -57,11 +57,15 @@ class Timeline:
         return [(self.class_names[c], float(self.probabilities[window, c])) for c in best]
 
     @property
+    def bounds(self) -> np.ndarray:
+        """[W + 1] seconds: window w stands for the time from bounds[w] to bounds[w + 1] (`window_bounds`)."""
+        return window_bounds(self.starts, self.ends, self.duration)
+
+    @property
     def segments(self) -> List[Segment]:
         """The classes shown over time: stretches of one leading class (after smoothing), none shorter than
         `min_segment` unless it is the only one."""
-        bounds = window_bounds(self.starts, self.ends, self.duration)
-        return leading_segments(smoothed(self.probabilities, self.smooth), bounds, self.min_segment)
+        return leading_segments(smoothed(self.probabilities, self.smooth), self.bounds, self.min_segment)
 
     @property
     def notes(self) -> List[str]:
