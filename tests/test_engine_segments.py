@@ -1,9 +1,10 @@
-"""Segments of a timeline: windows stand for the time nearest them, runs of a leading class, smoothing, minimum length."""
+"""Segments of a timeline: windows stand for the time nearest them, runs of a leading class, each class's own stretches
+over a threshold, smoothing, minimum length."""
 
 import numpy as np
 import pytest
 
-from videonl.engine.segments import Segment, leading_segments, smoothed, window_bounds
+from videonl.engine.segments import Segment, class_segments, leading_segments, smoothed, window_bounds
 
 
 def one_hot(labels, classes=3, confidence=0.8):
@@ -59,3 +60,31 @@ def test_short_segments_join_shortest_first_until_none_is_short():
         (0, 0.0, 10.0)]
     assert [s.label for s in leading_segments(probabilities, bounds, min_length=1.5)] == [0, 2, 0]
     assert [s.label for s in leading_segments(probabilities, bounds, min_length=100.0)] == [0]
+
+
+def test_each_class_of_its_own_has_its_stretches_over_the_threshold_and_they_may_overlap():
+    # windows of 1 s: class 0 is there in windows 0-3, class 1 in 2-7, class 2 never; p >= 0.6 counts
+    probabilities = np.full((8, 3), 0.2)
+    probabilities[0:4, 0] = [0.9, 0.7, 0.6, 0.8]
+    probabilities[2:8, 1] = 0.75
+    probabilities[5, 2] = 0.59  # just under the threshold
+    bounds = np.arange(9) * 1.0
+
+    segments = class_segments(probabilities, bounds, threshold=0.6)
+
+    assert segments == [Segment(0, 0.0, 4.0, pytest.approx(0.75)), Segment(1, 2.0, 8.0, pytest.approx(0.75))]
+    assert [(s.label, s.start, s.end) for s in class_segments(probabilities, bounds, threshold=0.5)] == [
+        (0, 0.0, 4.0), (1, 2.0, 8.0), (2, 5.0, 6.0)]
+    assert class_segments(probabilities, bounds, threshold=0.95) == []
+
+
+def test_a_short_stretch_of_a_class_of_its_own_is_dropped_and_a_short_gap_closed():
+    p = np.array([0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.8, 0.1, 0.1])  # one class, 14 windows
+    probabilities = np.stack([p, 1 - p], axis=1)  # class 1 is there where class 0 is not
+    bounds = np.arange(15) * 1.0
+
+    assert [(s.label, s.start, s.end) for s in class_segments(probabilities, bounds, 0.5)] == [
+        (0, 0.0, 3.0), (1, 3.0, 4.0), (0, 4.0, 7.0), (1, 7.0, 11.0), (0, 11.0, 12.0), (1, 12.0, 14.0)]
+    tidy = class_segments(probabilities, bounds, 0.5, min_length=2.0)  # 1 s stretches join their neighbours
+    assert [(s.label, s.start, s.end) for s in tidy] == [(0, 0.0, 7.0), (1, 7.0, 14.0)]
+    assert tidy[0].probability == pytest.approx((0.9 * 6 + 0.1) / 7)

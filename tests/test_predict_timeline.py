@@ -12,61 +12,44 @@ import torch
 import train_net
 import videonl
 from helpers import assert_png_drawn, tiny
+from scenes import FPS, NAMES, join_scenes, scene
 from videonl.config import load_cfg
 from videonl.data.datasets import VideoDataset, VideoRecord
 from videonl.engine.evaluate import view_probabilities
 from videonl.predict import main
-from videonl.prep.common import encode_h264, join_videos
+from videonl.prep.common import encode_h264
 
-BACKGROUNDS = np.array([[230, 40, 40], [40, 200, 60], [50, 90, 240]])  # the classes: red, green, blue scenes
-NAMES = ["red", "green", "blue"]
-FPS = 10
 STRIDE = 0.5
+# A window across two parts sees a mixture of their colours that the model never saw, and may lead with a third
+# class: a segment shorter than 1 s (two windows) joins a neighbour; every known part lasts 2 s or more.
+MIN_SEGMENT = 1.0
 # The joined video: 12 segments of 2-4 s, (class, seconds); at 10 fps and 4 frames every 3rd, a window is 1 s.
 JOINED = [(0, 3), (2, 2), (1, 4), (0, 2), (1, 3), (2, 4), (0, 2.5), (2, 3), (1, 2), (2, 3.5), (0, 4), (1, 2)]
 
 
-def scene(label: int, count: int, phase: int) -> np.ndarray:
-    """[count, 40, 48, 3]: a grey square moving right across a background of the class's colour (wrapping)."""
-    frames = np.empty((count, 40, 48, 3), np.uint8)
-    frames[:] = BACKGROUNDS[label]
-    for t in range(count):
-        left = (phase + 2 * t) % 38
-        frames[t, 12:28, left:left + 10] = 128
-    return frames
-
-
-def join_clips(folder, segments, **encoding):
-    """One clip per (class, seconds) of `segments` written to `folder`, joined into `folder`/joined.mp4."""
-    clips = []
-    for number, (label, seconds) in enumerate(segments):
-        clips.append(folder / f"part_{number:02d}_{NAMES[label]}.mp4")
-        encode_h264(clips[-1], scene(label, round(seconds * FPS), 3 * number), Fraction(FPS))
-    parts = join_videos(clips, folder / "joined.mp4", **encoding)
-    bounds = np.cumsum([0] + [seconds for _, seconds in segments])
-    np.testing.assert_allclose(parts, np.stack([bounds[:-1], bounds[1:]], axis=1))
-    return folder / "joined.mp4"
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A tiny model trained for 50 iterations to tell the three scenes apart, a joined video of them (its index
+    """A tiny model trained for 40 iterations to tell the three scenes apart, a joined video of them (its index
     first, so that a truncated copy still lists every frame) and its timeline."""
     root = tmp_path_factory.mktemp("scenes")
     lists = {"train": [], "val": []}
     for label in range(3):
         for number in range(4):
-            encode_h264(root / f"{label}_{number}.mp4", scene(label, 20, 7 * number), Fraction(FPS))
+            encode_h264(root / f"{label}_{number}.mp4", scene([label], 20, 7 * number), Fraction(FPS))
             lists["train" if number < 3 else "val"].append(f"{label}_{number}.mp4 {label}\n")
     for split, lines in lists.items():
         (root / f"{split}.csv").write_text("".join(lines))
     (root / "classes.json").write_text(json.dumps({name: index for index, name in enumerate(NAMES)}))
     out = root / "run"
-    train_net.main(tiny(root, out, "MODEL.NUM_CLASSES", "3", "SOLVER.BASE_LR", "0.1", "SOLVER.MAX_ITER", "50",
-                        "TRAIN.CHECKPOINT_PERIOD", "50", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False"))
-    video = join_clips(tmp_path_factory.mktemp("joined"), JOINED, movflags="faststart")
-    checkpoint = str(out / "checkpoints" / "iter_0000050.pth")
-    predictor = videonl.Predictor(load_cfg(str(out / "config.yaml"), ["TIMELINE.STRIDE", str(STRIDE)]), checkpoint)
+    train_net.main(tiny(root, out, "MODEL.NUM_CLASSES", "3", "SOLVER.BASE_LR", "0.4", "MODEL.DROPOUT", "0.0",
+                        "DATALOADER.TRAIN_BATCH_SIZE", "6", "SOLVER.MAX_ITER", "40", "TRAIN.CHECKPOINT_PERIOD", "40",
+                        "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False"))
+    video = join_scenes(tmp_path_factory.mktemp("joined"), [((label,), seconds) for label, seconds in JOINED],
+                        movflags="faststart")
+    checkpoint = str(out / "checkpoints" / "iter_0000040.pth")
+    predictor = videonl.Predictor(load_cfg(str(out / "config.yaml"), ["TIMELINE.STRIDE", str(STRIDE),
+                                                                      "TIMELINE.MIN_SEGMENT", str(MIN_SEGMENT)]),
+                                  checkpoint)
     return {"cfg": str(out / "config.yaml"), "checkpoint": checkpoint, "video": str(video), "predictor": predictor,
             "timeline": predictor.timeline(str(video))}
 
@@ -97,7 +80,8 @@ def test_every_window_scores_as_the_test_scores_a_view_of_its_frames(model):
 
 def test_the_command_prints_the_segments_and_writes_windows_segments_json_and_picture(model, tmp_path, capsys):
     [timeline] = main(["--cfg", model["cfg"], "--checkpoint", model["checkpoint"], "--timeline", "--stride",
-                       str(STRIDE), "--top-k", "2", "--timeline-dir", str(tmp_path), model["video"]])
+                       str(STRIDE), "--min-segment", str(MIN_SEGMENT), "--top-k", "2", "--timeline-dir",
+                       str(tmp_path), model["video"]])
 
     printed = capsys.readouterr().out
     assert f"{model['video']}: 00:35.0, 69 windows of 1.00 s every 0.5 s" in printed
@@ -107,7 +91,7 @@ def test_the_command_prints_the_segments_and_writes_windows_segments_json_and_pi
     assert len(windows) == 69 and list(windows[0]) == ["start", "end", "top1_class", "top1_probability",
                                                       "top2_class", "top2_probability"]
     for row, w in zip(windows, range(69)):
-        (first, p_first), (second, _) = timeline.top(w, 2)
+        (first, p_first), (second, _) = timeline.shown(w)
         assert (row["top1_class"], row["top2_class"]) == (first, second)
         assert float(row["top1_probability"]) == pytest.approx(p_first, abs=1e-4)
     segments = list(csv.DictReader((tmp_path / "joined.segments.csv").open()))
@@ -115,6 +99,7 @@ def test_the_command_prints_the_segments_and_writes_windows_segments_json_and_pi
     assert [row["class"] for row in segments] == [s["class"] for s in record["segments"]] == [
         NAMES[label] for label, _ in JOINED]
     assert len(record["windows"]) == 69 and record["notes"] == [] and record["stride"] == STRIDE
+    assert record["min_segment"] == MIN_SEGMENT
     assert_png_drawn(tmp_path / "joined.png", min_bytes=20_000)
 
 
@@ -136,13 +121,13 @@ def test_a_video_that_breaks_midway_keeps_the_windows_before_and_exits_naming_th
     stopped = float(message.split("(")[1].split(" s)")[0])
     assert 10 < len(windows) < len(whole) and float(windows[-1]["end"]) <= stopped < whole.duration
     for row, w in zip(windows, range(len(windows))):
-        assert row["top1_class"] == whole.top(w, 1)[0][0]
-        assert float(row["top1_probability"]) == pytest.approx(whole.top(w, 1)[0][1], abs=1e-4)
+        assert row["top1_class"] == whole.shown(w)[0][0]
+        assert float(row["top1_probability"]) == pytest.approx(whole.shown(w)[0][1], abs=1e-4)
 
 
 def test_a_video_shorter_than_a_window_is_scored_once_as_the_test_scores_it(model, tmp_path, capsys):
     short = tmp_path / "short.mp4"
-    encode_h264(short, scene(1, 6, 0), Fraction(FPS))  # 0.6 s, a window is 1 s
+    encode_h264(short, scene([1], 6, 0), Fraction(FPS))  # 0.6 s, a window is 1 s
 
     [timeline] = main(["--cfg", model["cfg"], "--checkpoint", model["checkpoint"], "--timeline",
                        "--timeline-dir", str(tmp_path), str(short)])
@@ -161,7 +146,7 @@ def test_a_variable_frame_rate_video_maps_windows_to_real_time(model, tmp_path):
     durations = [200] * 20 + [50] * 40
     times = np.concatenate([[0], np.cumsum(durations)[:-1]]) / 1000
     vfr = tmp_path / "vfr.mp4"
-    frames = np.concatenate([scene(0, 20, 0), scene(2, 40, 3)])
+    frames = np.concatenate([scene([0], 20, 0), scene([2], 40, 3)])
     encode_h264(vfr, frames, Fraction(FPS), pts=(times * FPS * 100).round().astype(int).tolist())
 
     timeline = model["predictor"].timeline(str(vfr))

@@ -52,7 +52,7 @@ from videonl.engine.runtime import load_trained
 from videonl.engine.timeline import Timeline, format_segments, score_timeline, write_timeline
 from videonl.progress import progress
 from videonl.tasks import build_task
-from videonl.tasks.base import Selection
+from videonl.tasks.base import Selection, shown_columns
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,12 @@ class Predictor:
             raise DecodeError(path, prediction.error)
         return prediction
 
-    def timeline(self, path: str, progress: bool = False) -> Timeline:
+    def timeline(self, path: str, selection: Optional[Selection] = None, progress: bool = False) -> Timeline:
         """What happens when in the video at `path`: windows sliding over it (TIMELINE.*), their probabilities
-        and segments. Raises DecodeError when it cannot be read; a video that breaks midway gives the windows
-        before the break (`Timeline.broken` says where)."""
-        return score_timeline(self.model, str(path), self.cfg, self.device, self.class_names, progress)
+        and segments; `selection` (the task's `shown` by default) picks the classes shown of each window, and its
+        threshold is where a multi-label model's class is there. Raises DecodeError when it cannot be read; a
+        video that breaks midway gives the windows before the break (`Timeline.broken` says where)."""
+        return score_timeline(self.model, str(path), self.cfg, self.device, self.class_names, selection, progress)
 
     def predict_all(self, paths: Sequence[str]) -> Iterator[Prediction]:
         """A Prediction per path, in order; unreadable videos give failed ones. Several videos are decoded
@@ -227,14 +228,12 @@ def format_table(predictions: Sequence[Prediction], shown: Selection) -> str:
 
 def write_csv(path: str, predictions: Sequence[Prediction], shown: Selection) -> None:
     """Columns for the shown classes: --top-k of them, or as many as the video with the most shows."""
-    rows = [[cell for pair in prediction.shown(shown) for cell in pair] for prediction in predictions]
-    k = shown.top_k or max(len(cells) // 2 for cells in rows) or 1
-    header = ["path"] + [f"top{rank}_{field}" for rank in range(1, k + 1) for field in ("class", "probability")]
+    header, rows = shown_columns(shown, [prediction.shown(shown) for prediction in predictions])
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(header + ["error"])
+        writer.writerow(["path", *header, "error"])
         for prediction, cells in zip(predictions, rows):
-            writer.writerow([prediction.path, *cells, *[""] * (2 * k - len(cells)), prediction.error])
+            writer.writerow([prediction.path, *cells, prediction.error])
 
 
 def write_json(path: str, predictions: Sequence[Prediction], shown: Selection) -> None:
@@ -263,14 +262,14 @@ def file_stems(videos: Sequence[str], folder: str) -> List[str]:
     return stems
 
 
-def run_timelines(predictor: Predictor, videos: Sequence[str],
-                  args: argparse.Namespace) -> List[Optional[Timeline]]:
+def run_timelines(predictor: Predictor, videos: Sequence[str], shown: Selection,
+                  folder: str) -> List[Optional[Timeline]]:
     """Each video's timeline (None for one that cannot be read, which gets a FAILED line): its segments
-    printed, its files written."""
+    printed, its files written to `folder`."""
     timelines = []
-    for video, stem in zip(videos, file_stems(videos, args.timeline_dir)):
+    for video, stem in zip(videos, file_stems(videos, folder)):
         try:
-            timeline = predictor.timeline(video, progress=True)
+            timeline = predictor.timeline(video, shown, progress=True)
         except DecodeError as error:
             print(f"{video}: FAILED: {error.reason}")
             timelines.append(None)
@@ -281,7 +280,7 @@ def run_timelines(predictor: Predictor, videos: Sequence[str],
         print(format_segments(timeline))
         for note in timeline.notes:
             print(f"  note: {note}")
-        print(f"  written: {', '.join(write_timeline(timeline, stem, args.top_k))}")
+        print(f"  written: {', '.join(write_timeline(timeline, stem))}")
     return timelines
 
 
@@ -293,12 +292,12 @@ def run(args: argparse.Namespace) -> List:
     if not videos:
         raise ConfigError(f"no videos found in {', '.join(args.paths)} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
     predictor = Predictor(cfg, args.checkpoint)
+    shown = selection(args, predictor.task.shown)
     if args.timeline:
-        return run_timelines(predictor, videos, args)
+        return run_timelines(predictor, videos, shown, args.timeline_dir)
     bar = progress(predictor.predict_all(videos), total=len(videos), unit="video", desc="predicting",
                    disable=len(videos) < 2)
     predictions = list(bar)
-    shown = selection(args, predictor.task.shown)
     print(format_table(predictions, shown))
     if args.output:
         writer = write_json if args.output.lower().endswith(".json") else write_csv

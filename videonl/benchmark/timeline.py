@@ -28,7 +28,6 @@ import av
 import numpy as np
 import torch
 
-import videonl
 from videonl.benchmark import real_clips
 from videonl.config import load_cfg
 from videonl.data.transforms import resize
@@ -94,7 +93,7 @@ def measure(video: Path, model: Dict[str, str], stride: float, out_dir: Path) ->
     """Peak RSS (MiB), wall seconds and windows of `videonl predict --timeline` on `video` in its own process."""
     command = [sys.executable, "-m", "videonl.predict", "--cfg", model["cfg"], "--checkpoint", model["checkpoint"],
                "--timeline", "--stride", str(stride), "--timeline-dir", str(out_dir), str(video)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(videonl.__file__).parents[1]),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH", "")]))
     load_before = os.getloadavg()[0]
     start = time.perf_counter()

@@ -192,29 +192,29 @@ def band_classes(probabilities: np.ndarray, segment_labels: Sequence[int]) -> Li
     return (leading + others[:max(MIN_BANDS - len(leading), 0)])[:len(TIMELINE_COLOURS)]
 
 
-def timeline_figure(timeline):
-    """What happens when in one video: above, its segments as coloured bars named by class; below, the
-    probabilities of the classes that lead (and the next most probable) as stacked coloured bands over time,
-    the rest as a grey band, with the segments' boundaries dashed. Time in m:ss. `timeline` is an
-    `engine.timeline.Timeline`."""
-    segments = timeline.segments
-    shown = band_classes(timeline.probabilities, [s.label for s in segments])
-    colours = {label: TIMELINE_COLOURS[rank] for rank, label in enumerate(shown)}
-    duration = float(timeline.bounds[-1])
-    figure = _figure(14, 5)
-    segment_axes, band_axes = figure.subplots(2, 1, sharex=True, height_ratios=[1, 4])
-    name = os.path.basename(timeline.path)
-    figure.suptitle(f"{name}: {len(timeline)} windows of {timeline.window:.2f} s every {timeline.stride:g} s")
-
+def _segment_lanes(axes, timeline, segments, colours: Dict[int, str], duration: float) -> None:
+    """The segments as coloured bars: in one row, named inside the bars, when the task's classes exclude each
+    other; else a row per class with segments (most probable over the video on top, named on the left), as
+    they may overlap."""
+    names, mass = timeline.class_names, timeline.probabilities.sum(axis=0)
+    lanes = sorted({s.label for s in segments}, key=lambda label: -mass[label])
+    row = {label: len(lanes) - 1 - rank for rank, label in enumerate(lanes)}
     for segment in segments:
-        segment_axes.broken_barh([(segment.start, segment.length)], (0, 1),
-                                 facecolors=colours.get(segment.label, OTHER_COLOUR), edgecolors="white")
-        if segment.length >= LABEL_WIDTH * (len(timeline.class_names[segment.label]) + 2) * duration:
-            segment_axes.text(segment.start + segment.length / 2, 0.5, timeline.class_names[segment.label],
-                              ha="center", va="center", fontsize=8, clip_on=True)
-    segment_axes.set(ylim=(0, 1), yticks=[], ylabel="segments")
+        axes.broken_barh([(segment.start, segment.length)], (0 if timeline.task.exclusive else row[segment.label], 1),
+                         facecolors=colours.get(segment.label, OTHER_COLOUR), edgecolors="white")
+        if timeline.task.exclusive and segment.length >= LABEL_WIDTH * (len(names[segment.label]) + 2) * duration:
+            axes.text(segment.start + segment.length / 2, 0.5, names[segment.label], ha="center", va="center",
+                      fontsize=8, clip_on=True)
+    if timeline.task.exclusive:
+        axes.set(ylim=(0, 1), yticks=[], ylabel="segments")
+    else:
+        axes.set(ylim=(0, max(len(lanes), 1)), ylabel="segments")
+        axes.set_yticks([row[label] + 0.5 for label in lanes], [names[label] for label in lanes], fontsize=8)
 
-    bounds = timeline.bounds  # each window's probabilities drawn over the time it stands for, as its segment
+
+def _stacked_bands(axes, timeline, shown: List[int], colours: Dict[int, str], segments) -> None:
+    """Classes that exclude each other: their probabilities stacked (summing to 1), the rest one grey band, the
+    segments' boundaries dashed."""
     bands = [np.append(timeline.probabilities[:, label], timeline.probabilities[-1, label]) for label in shown]
     labels = [timeline.class_names[label] for label in shown]
     band_colours = [colours[label] for label in shown]
@@ -222,9 +222,39 @@ def timeline_figure(timeline):
         bands.append(np.clip(1 - np.sum(bands, axis=0), 0, 1))
         labels.append("other classes")
         band_colours.append(OTHER_COLOUR)
-    band_axes.stackplot(bounds, *bands, labels=labels, colors=band_colours, step="post")
+    axes.stackplot(timeline.bounds, *bands, labels=labels, colors=band_colours, step="post")
     for segment in segments[1:]:
-        band_axes.axvline(segment.start, color="black", linestyle="--", linewidth=0.8)
+        axes.axvline(segment.start, color="black", linestyle="--", linewidth=0.8)
+
+
+def _probability_lines(axes, timeline, shown: List[int], colours: Dict[int, str]) -> None:
+    """Classes of their own: each one's probability as a line, the threshold a class is there from dashed."""
+    for label in shown:
+        axes.step(timeline.bounds, np.append(timeline.probabilities[:, label], timeline.probabilities[-1, label]),
+                  where="post", color=colours[label], label=timeline.class_names[label])
+    threshold = timeline.selection.threshold
+    axes.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label=f"threshold {threshold:.2f}")
+
+
+def timeline_figure(timeline):
+    """What happens when in one video: above, its segments as coloured bars; below, the probabilities of the
+    classes with segments (and the next most probable) over time, each window's drawn over the time it stands
+    for: stacked bands (the rest a grey band) when the task's classes exclude each other, else lines and the
+    threshold. Time in m:ss. `timeline` is an `engine.timeline.Timeline`."""
+    segments = timeline.segments
+    shown = band_classes(timeline.probabilities, [s.label for s in segments])
+    colours = {label: TIMELINE_COLOURS[rank] for rank, label in enumerate(shown)}
+    lanes = 1 if timeline.task.exclusive else max(len({s.label for s in segments}), 1)
+    duration = float(timeline.bounds[-1])
+    figure = _figure(14, 4.6 + 0.2 * lanes)
+    segment_axes, band_axes = figure.subplots(2, 1, sharex=True, height_ratios=[0.6 + 0.4 * lanes, 4])
+    name = os.path.basename(timeline.path)
+    figure.suptitle(f"{name}: {len(timeline)} windows of {timeline.window:.2f} s every {timeline.stride:g} s")
+    _segment_lanes(segment_axes, timeline, segments, colours, duration)
+    if timeline.task.exclusive:
+        _stacked_bands(band_axes, timeline, shown, colours, segments)
+    else:
+        _probability_lines(band_axes, timeline, shown, colours)
     band_axes.set(ylim=(0, 1), ylabel="probability", xlabel="time (m:ss)")
     band_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="class", title_fontsize=8)
     _time_axis(band_axes, duration)
