@@ -8,10 +8,15 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 import train_net
+import videonl
 from helpers import assert_png_drawn, tiny
 from scenes import FPS, NAMES, join_scenes, scene
+from videonl.config import load_cfg
+from videonl.data.datasets import VideoDataset, VideoRecord
+from videonl.engine.evaluate import view_probabilities
 from videonl.predict import main
 from videonl.prep.common import encode_h264
 
@@ -75,3 +80,20 @@ def test_the_threshold_option_decides_where_a_class_is_there(model, tmp_path):
     highest = timeline.probabilities.max()
     assert timeline.selection.threshold == 0.999999
     assert bool(timeline.segments) == (highest >= 0.999999)
+
+
+def test_every_window_scores_as_the_test_scores_a_clip_with_its_crops_combined_by_the_task(model):
+    predictor = videonl.Predictor(load_cfg(model["cfg"], ["TIMELINE.STRIDE", str(STRIDE), "TIMELINE.CROP", "3crop"]),
+                                  model["checkpoint"])
+    timeline = predictor.timeline(model["video"])
+    # The ordinary test with 36 clips of 3 crops: clip k starts at frame floor(k * 180 / 36) = 5k, window k's first.
+    cfg = predictor.cfg.clone()
+    cfg.merge_from_list(["TEST.NUM_CLIPS", "36", "TEST.CLIP_STARTS", "official", "TEST.CROP", "3crop"])
+    item = VideoDataset([VideoRecord(model["video"], None)], "test", cfg)[0]
+    with torch.no_grad():
+        crops = view_probabilities(predictor.model, [item["views"]], cfg, predictor.device)[0].view(36, 3, -1)
+    tested = torch.stack([predictor.task.combine_views(clip) for clip in crops]).numpy()
+
+    assert predictor.task.view_combine == "max" and len(timeline) == 35
+    np.testing.assert_allclose(timeline.probabilities, tested[:35], rtol=1e-4, atol=1e-6)
+    assert np.abs(tested - crops.mean(dim=1).numpy()).max() > 1e-3  # the crops differ: max is not their mean

@@ -225,6 +225,7 @@ def _stacked_bands(axes, timeline, shown: List[int], colours: Dict[int, str], se
     axes.stackplot(timeline.bounds, *bands, labels=labels, colors=band_colours, step="post")
     for segment in segments[1:]:
         axes.axvline(segment.start, color="black", linestyle="--", linewidth=0.8)
+    axes.set_ylim(0, 1)
 
 
 def _probability_lines(axes, timeline, shown: List[int], colours: Dict[int, str]) -> None:
@@ -234,6 +235,7 @@ def _probability_lines(axes, timeline, shown: List[int], colours: Dict[int, str]
                   where="post", color=colours[label], label=timeline.class_names[label])
     threshold = timeline.selection.threshold
     axes.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label=f"threshold {threshold:.2f}")
+    axes.set_ylim(0, 1.03)  # a line at 1 shows whole
 
 
 def timeline_figure(timeline):
@@ -255,7 +257,7 @@ def timeline_figure(timeline):
         _stacked_bands(band_axes, timeline, shown, colours, segments)
     else:
         _probability_lines(band_axes, timeline, shown, colours)
-    band_axes.set(ylim=(0, 1), ylabel="probability", xlabel="time (m:ss)")
+    band_axes.set(ylabel="probability", xlabel="time (m:ss)")
     band_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="class", title_fontsize=8)
     _time_axis(band_axes, duration)
     if timeline.notes:
