@@ -29,7 +29,7 @@ JOINED = [(0, 3), (2, 2), (1, 4), (0, 2), (1, 3), (2, 4), (0, 2.5), (2, 3), (1, 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A tiny model trained for 40 iterations to tell the three scenes apart, a joined video of them (its index
+    """A tiny model trained for 20 iterations to tell the three scenes apart, a joined video of them (its index
     first, so that a truncated copy still lists every frame) and its timeline."""
     root = tmp_path_factory.mktemp("scenes")
     lists = {"train": [], "val": []}
@@ -42,11 +42,11 @@ def model(tmp_path_factory):
     (root / "classes.json").write_text(json.dumps({name: index for index, name in enumerate(NAMES)}))
     out = root / "run"
     train_net.main(tiny(root, out, "MODEL.NUM_CLASSES", "3", "SOLVER.BASE_LR", "0.4", "MODEL.DROPOUT", "0.0",
-                        "DATALOADER.TRAIN_BATCH_SIZE", "6", "SOLVER.MAX_ITER", "40", "TRAIN.CHECKPOINT_PERIOD", "40",
+                        "DATALOADER.TRAIN_BATCH_SIZE", "6", "SOLVER.MAX_ITER", "20", "TRAIN.CHECKPOINT_PERIOD", "20",
                         "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False"))
     video = join_scenes(tmp_path_factory.mktemp("joined"), [((label,), seconds) for label, seconds in JOINED],
                         movflags="faststart")
-    checkpoint = str(out / "checkpoints" / "iter_0000040.pth")
+    checkpoint = str(out / "checkpoints" / "iter_0000020.pth")
     predictor = videonl.Predictor(load_cfg(str(out / "config.yaml"), ["TIMELINE.STRIDE", str(STRIDE),
                                                                       "TIMELINE.MIN_SEGMENT", str(MIN_SEGMENT)]),
                                   checkpoint)

@@ -29,7 +29,7 @@ THERE = {RED: [(0, 6), (15, 18)], GREEN: [(9, 18)], BLUE: [(3, 12)]}
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A tiny multi-label model trained for 40 iterations on scenes of every set of classes, and a joined video."""
+    """A tiny multi-label model trained for 25 iterations on scenes of every set of classes, and a joined video."""
     root = tmp_path_factory.mktemp("mixed_colours")
     lines = []
     for number, labels in enumerate(c for n in range(4) for c in itertools.combinations(range(3), n)):
@@ -42,10 +42,10 @@ def model(tmp_path_factory):
     (root / "classes.json").write_text(json.dumps({name: index for index, name in enumerate(NAMES)}))
     out = root / "run"
     train_net.main(tiny(root, out, "TASK.NAME", "multi_label", "MODEL.NUM_CLASSES", "3", "SOLVER.BASE_LR", "0.4",
-                        "MODEL.DROPOUT", "0.0", "DATALOADER.TRAIN_BATCH_SIZE", "6", "SOLVER.MAX_ITER", "40",
-                        "TRAIN.CHECKPOINT_PERIOD", "40", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False"))
+                        "MODEL.DROPOUT", "0.0", "DATALOADER.TRAIN_BATCH_SIZE", "6", "SOLVER.MAX_ITER", "25",
+                        "TRAIN.CHECKPOINT_PERIOD", "25", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "False"))
     video = join_scenes(tmp_path_factory.mktemp("joined"), JOINED)
-    return {"cfg": str(out / "config.yaml"), "checkpoint": str(out / "checkpoints" / "iter_0000040.pth"),
+    return {"cfg": str(out / "config.yaml"), "checkpoint": str(out / "checkpoints" / "iter_0000025.pth"),
             "video": str(video)}
 
 
