@@ -47,7 +47,7 @@ def video_dir(tmp_path_factory):
     videos.write_h264(root / "bframes.mp4", 30, bf="3", g="12")
     videos.write_h264(root / "ntsc.mp4", 24, fps=Fraction(30000, 1001))
     videos.write_h264(root / "odd_fps.mp4", 20, fps=Fraction(25, 2))
-    videos.write_h264(root / "vfr.mp4", 24, pts=[sum((60, 100, 170)[k % 3] for k in range(i)) for i in range(24)])
+    videos.write_h264(root / "vfr.mp4", 24, pts=videos.VFR_PTS)
     videos.write_h264(root / "short.mp4", 5)
     videos.write_h264(root / "name with spaces.mp4", 12)
     videos.write_mpeg4_avi(root / "mpeg4.avi", 20)

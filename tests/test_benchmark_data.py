@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pytest
 import torch
 
 from videonl.benchmark.__main__ import main
@@ -62,3 +63,21 @@ def test_gop_benchmark_decodes_fewer_frames_with_shorter_gops(tmp_path, capsys):
     frames_decoded = {setting: float(row[-2]) for setting, row in rows.items()}
     for fast_decode in ("yes", "no"):
         assert frames_decoded[("8", fast_decode)] < frames_decoded[("0", fast_decode)] <= frames_decoded[("seek", "no")]
+
+
+def test_timeline_benchmark_runs_the_command_on_looped_real_footage(tmp_path, capsys):
+    import av
+
+    from videonl.benchmark.timeline import looped
+
+    main(["timeline", "--minutes", "0.05", "0.1", "--short-side", "32", "--work-dir", str(tmp_path),
+          "DATA.TEST_CROP_SIZE", "32", "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["video"])
+    rows = [line.split() for line in lines[header + 1:header + 3]]
+    assert [row[:3] for row in rows] == [["0.05", "min", "3"], ["0.1", "min", "6"]]  # a 0.32 s window every second
+    assert all(float(row[6]) > 100 for row in rows) and rows[0][7] == "1.000x"  # peak RSS, and its ratio
+    six_seconds = looped(tmp_path / "samples_32p.mp4", 0.1, tmp_path / "loop_0.1min_32p.mp4")
+    with av.open(str(six_seconds)) as container:
+        times = [frame.time for frame in container.decode(video=0)]
+    assert times == pytest.approx(np.arange(150) / 25)  # 15 s of samples cut at 6 s, every frame in its place

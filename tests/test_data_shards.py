@@ -19,7 +19,7 @@ from videonl.data.datasets import VideoDataset, data_class_names
 from videonl.data.decode import DecodeError, available_backends
 from videonl.data.loader import build_dataset, build_loader
 from videonl.data.shards import ShardError, ShardIndex, ShardReader
-from videonl.data.streams import StreamTestSampler, StreamTrainSampler
+from videonl.data.stream_samplers import StreamTestSampler, StreamTrainSampler
 from videonl.prep import shards as prep_shards
 from videonl.prep.common import encode_h264
 

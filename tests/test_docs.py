@@ -131,7 +131,8 @@ def snippets() -> List:
 @pytest.fixture(scope="module")
 def docs_folder(data_dir, tmp_path_factory):
     """A folder holding what the snippets name: the configs they load (a tiny NL I3D on the moving squares in
-    place of each), trained-like checkpoints at the documented paths, and `my_video.mp4`."""
+    place of each), trained-like checkpoints at the documented paths, and moving squares in place of
+    `my_video.mp4` and the timeline page's minute of footage."""
     import torch
 
     from helpers import randomize_batch_norms
@@ -147,13 +148,16 @@ def docs_folder(data_dir, tmp_path_factory):
     cfg = load_cfg(overrides[1], overrides[2:])
     torch.manual_seed(0)
     model = randomize_batch_norms(build_model(cfg))
-    for config in ("kinetics400/nl_i3d_r50_32x2.yaml", "configs/demo/nl_i3d.yaml"):
+    for config in ("kinetics400/nl_i3d_r50_32x2.yaml", "configs/demo/nl_i3d.yaml", "output/samples/config.yaml"):
         (root / config).parent.mkdir(parents=True, exist_ok=True)
         (root / config).write_text(cfg.dump())
-    for checkpoint in ("output/demo/nl_i3d/checkpoints/iter_0001500.pth", "runs/nl_i3d/checkpoints/iter_0400000.pth"):
+    for checkpoint in ("output/demo/nl_i3d/checkpoints/iter_0001500.pth", "runs/nl_i3d/checkpoints/iter_0400000.pth",
+                       "output/samples/checkpoints/iter_0000300.pth"):
         (root / checkpoint).parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(str(root / checkpoint), model, cfg, classes=["right", "left"], epoch=1)
     (root / "my_video.mp4").write_bytes((data_dir / "0_0.mp4").read_bytes())
+    (root / "data").mkdir()
+    (root / "data" / "samples_minute.mp4").write_bytes((data_dir / "0_0.mp4").read_bytes())
     return root
 
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from matplotlib.colors import to_rgb
 
 from helpers import assert_png_drawn
@@ -101,3 +102,93 @@ def test_confusion_rows_of_classes_without_videos_stay_empty(tmp_path):
         figure = confusion_matrix_figure(confusion, ["a", "b"])
     np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), [[0.75, 0.25], [0, 0]])
     assert_png_drawn(tmp_path / "confusion.png", FULL_BLUE)
+
+
+# ------------------------------------------------------------------------------------------- timeline
+
+def twenty_minutes(notes_broken: str = ""):
+    """A timeline of a 20-minute video, a 2.56 s window every second, 12 classes: the leading class changes every
+    100 windows, going round classes 0-4."""
+    from videonl.engine.timeline import Timeline
+    from videonl.tasks.base import Selection
+    from videonl.tasks.single_label import SingleLabel
+
+    rng = np.random.default_rng(0)
+    count = 1198
+    probabilities = rng.dirichlet(np.ones(12) * 0.3, size=count) * 0.3
+    leading = (np.arange(count) // 100) % 5
+    probabilities[np.arange(count), leading] += 0.7
+    starts = np.arange(count, dtype=float)
+    return Timeline("match.mp4", SingleLabel(12), Selection(5, 0.0), [f"class {i}" for i in range(12)], starts,
+                    starts + 2.56, probabilities, 1200.0, 2.56, 1.0, broken=notes_broken)
+
+
+def test_the_timeline_picture_shows_segments_and_bands_in_minutes_and_seconds(tmp_path):
+    from videonl.engine.plots import OTHER_COLOUR, TIMELINE_COLOURS, band_classes, plot_timeline, timeline_figure
+
+    timeline = twenty_minutes()
+    segments = timeline.segments
+    assert [s.label for s in segments] == [0, 1, 2, 3, 4] * 2 + [0, 1]
+    shown = band_classes(timeline.probabilities, [s.label for s in segments])
+
+    segment_axes, band_axes = timeline_figure(timeline).axes
+    bars = segment_axes.collections
+    assert [bar.get_paths()[0].get_extents().x0 for bar in bars] == pytest.approx([s.start for s in segments])
+    assert [to_rgb(bar.get_facecolor()[0]) for bar in bars] == [to_rgb(TIMELINE_COLOURS[shown.index(s.label)])
+                                                                for s in segments]
+    assert [text.get_text() for text in segment_axes.texts] == [f"class {s.label}" for s in segments]
+    assert sorted(shown) == [0, 1, 2, 3, 4]  # the classes that lead; the other 7 are one grey band
+    assert [text.get_text() for text in band_axes.get_legend().get_texts()] == [
+        f"class {label}" for label in shown] + ["other classes"]
+    assert to_rgb(band_axes.collections[-1].get_facecolor()[0]) == to_rgb(OTHER_COLOUR)
+    top_of_stack = band_axes.collections[-1].get_paths()[0].vertices[:, 1].max()
+    assert top_of_stack == pytest.approx(1.0)
+    assert band_axes.get_xlim() == (0.0, 1200.0)
+    ticks = [label.get_text() for tick, label in zip(band_axes.get_xticks(), band_axes.get_xticklabels())
+             if 0 <= tick <= 1200]
+    assert ticks == [f"{minutes}:00" for minutes in range(0, 21, 2)]  # every 2 minutes: 11 ticks
+
+    plot_timeline(timeline, str(tmp_path / "timeline.png"))
+    assert_png_drawn(tmp_path / "timeline.png", to_rgb(TIMELINE_COLOURS[0]))
+
+
+def test_a_broken_videos_picture_says_where_it_broke():
+    from videonl.engine.plots import timeline_figure
+
+    timeline = twenty_minutes("decoding stopped at 20:00.0 (1200.00 s): InvalidDataError")
+    band_axes = timeline_figure(timeline).axes[1]
+    assert [text.get_text() for text in band_axes.texts] == [
+        "decoding stopped at 20:00.0 (1200.00 s): InvalidDataError; the 1198 windows before it are kept"]
+
+
+def test_time_ticks_read_in_minutes_and_seconds():
+    from videonl.engine.plots import clock
+
+    assert [clock(s) for s in (0, 5, 65, 600, 3725)] == ["0:00", "0:05", "1:05", "10:00", "1:02:05"]
+
+
+def test_a_multi_label_timeline_draws_a_row_per_class_and_its_probability_against_the_threshold():
+    from videonl.engine.plots import TIMELINE_COLOURS, timeline_figure
+    from videonl.engine.timeline import Timeline
+    from videonl.tasks.base import Selection
+    from videonl.tasks.multi_label import MultiLabel
+
+    probabilities = np.full((60, 4), 0.1)  # a window every second; class 2 is there 0-40 s, class 0 20-60 s
+    probabilities[:40, 2], probabilities[20:, 0] = 0.9, 0.7
+    starts = np.arange(60, dtype=float)
+    timeline = Timeline("kitchen.mp4", MultiLabel(4), Selection(None, 0.6), ["cook", "eat", "wash", "sit"], starts,
+                        starts + 1.0, probabilities, 60.0, 1.0, 1.0)
+    segments = timeline.segments
+    assert [(s.label, s.start, s.end) for s in segments] == [(2, 0.0, 40.0), (0, 20.0, 60.0)]
+
+    segment_axes, line_axes = timeline_figure(timeline).axes
+
+    rows = {label.get_text(): tick for tick, label in zip(segment_axes.get_yticks(), segment_axes.get_yticklabels())}
+    assert rows == {"wash": 1.5, "cook": 0.5}  # the most probable over the video on top
+    bars = [bar.get_paths()[0].get_extents() for bar in segment_axes.collections]
+    assert [(bar.x0, bar.x1, bar.y0) for bar in bars] == [(0.0, 40.0, 1.0), (20.0, 60.0, 0.0)]
+    lines = {line.get_label(): line for line in line_axes.get_lines()}
+    assert list(lines) == ["wash", "cook", "eat", "threshold 0.60"]  # classes with segments, then the next
+    np.testing.assert_allclose(lines["cook"].get_ydata(), np.append(probabilities[:, 0], 0.7))
+    assert to_rgb(lines["wash"].get_color()) == to_rgb(TIMELINE_COLOURS[0])
+    assert set(lines["threshold 0.60"].get_ydata()) == {0.6} and not line_axes.collections  # nothing stacked

@@ -67,7 +67,7 @@ def test_training_then_testing_writes_every_output(data_dir, tmp_path):
 @pytest.mark.parametrize("source", ["files", "shards"])
 def test_run_killed_mid_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_weights(data_dir, tmp_path, source):
     """With shards, the resumed epoch draws the same shard order and within-shard shuffle and skips what the
-    batches before the checkpoint took (data/streams.py): the same clips, so the same weights."""
+    batches before the checkpoint took (data/stream_samplers.py): the same clips, so the same weights."""
     batches_per_epoch = 12 // 2  # 12 training videos, batches of 2
     steps = ["SOLVER.MAX_ITER", "8", "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINT_KEEP", "0",
              "TRAIN.EVAL_PERIOD", "4", "TEST.ENABLE", "False", "DATALOADER.NUM_WORKERS", "2"]

@@ -13,6 +13,8 @@ BRIGHTNESS_STEP = 8
 GOOD = {"plain.mp4": 30, "bframes.mp4": 30, "ntsc.mp4": 24, "odd_fps.mp4": 20, "vfr.mp4": 24, "short.mp4": 5,
         "name with spaces.mp4": 12, "mpeg4.avi": 20, "matroska.mkv": 17}
 BAD = ["empty.mp4", "not_a_video.mp4", "truncated.mp4", "missing.mp4"]
+# vfr.mp4's timestamps, in 1 / 2500 s (encode_h264 at 25 fps): frames shown for 24, 40 and 68 ms in turn.
+VFR_PTS = [sum((60, 100, 170)[k % 3] for k in range(i)) for i in range(24)]
 
 
 def frame_pattern(index: int, height: int = 48, width: int = 64) -> np.ndarray:

@@ -151,6 +151,14 @@ def get_cfg() -> CfgNode:
     _C.TEST.EXCLUDE_FAILED = False  # undecodable videos: False = scored wrong (official); True = left out
     _C.TEST.VIEWS_PER_FORWARD = 10  # views through the model at once (memory bound for 128-frame clips)
 
+    # `videonl predict --timeline`: windows of the model's clip (DATA.NUM_FRAMES x DATA.SAMPLING_RATE) sliding
+    # over a whole video, each scored as a test view; consecutive windows of one leading class make a segment.
+    _C.TIMELINE = CfgNode()
+    _C.TIMELINE.STRIDE = 1.0  # seconds between the starts of consecutive windows
+    _C.TIMELINE.CROP = "full"  # each window's view at DATA.TEST_CROP_SIZE: full frame | center | 3crop (averaged)
+    _C.TIMELINE.SMOOTH = 0  # windows on each side whose probabilities are averaged into a window's for segments
+    _C.TIMELINE.MIN_SEGMENT = 0.0  # seconds: a shorter segment joins the neighbour its windows favour; 0 = off
+
     _C.DATALOADER = CfgNode()
     _C.DATALOADER.NUM_WORKERS = 4  # decoding processes per training process
     _C.DATALOADER.PIN_MEMORY = True  # page-locked batches for faster copies to the GPU

@@ -1,7 +1,10 @@
-"""Run a trained model on your own videos: the most probable classes of each, by name.
+"""Run a trained model on your own videos: the most probable classes of each, by name; or, with --timeline,
+what happens when in each.
 
     python -m videonl.predict --cfg configs/demo/nl_i3d.yaml --checkpoint W.pth video.mp4 folder/ [--top-k 5]
         [--threshold P] [--output predictions.csv|.json] [--views 10x3crop]
+    python -m videonl.predict --cfg ... --checkpoint W.pth --timeline long_video.mp4 [--stride 1] [--smooth 1]
+        [--min-segment 2] [--threshold P] [--timeline-dir timeline]
 
 Each video is scored as testing scores it: TEST.NUM_CLIPS clips x TEST.CROP crops (--views overrides both),
 the views combined as the config's task combines them (TASK.NAME single_label: the softmax averaged;
@@ -11,6 +14,16 @@ best classes and a multi-label model every class that reaches MULTI_LABEL.THRESH
 input normalisation come from the checkpoint (ours record both; converted ones their source's input). A folder
 is searched recursively for video files. A video that cannot be read is reported on its own line with the
 reason and the others go on; the exit status is 1 when any failed.
+
+--timeline slides the model's clip over the whole video, one window every --stride seconds (TIMELINE.STRIDE),
+each scored as a test view of its frames (TIMELINE.CROP, the full frame by default) through the task, decoding
+the video as a stream: memory stays the same however long the video is. It prints the segments and writes,
+per video, NAME.windows.csv (every window's start, end and shown classes), NAME.segments.csv, NAME.json (both)
+and NAME.png (the picture) to --timeline-dir. A single-label model's segments are consecutive windows of one
+leading class; a multi-label model's are each class's own stretches where its probability reaches the
+threshold, so they may overlap; both after --smooth and --min-segment. A video that breaks midway keeps the
+windows before the break, and its line names the time; the exit status is then 1. A video shorter than one
+window is scored once, its frames looping as testing pads short videos.
 """
 
 import argparse
@@ -30,14 +43,16 @@ from videonl import command
 from videonl.config import ConfigError, load_cfg
 from videonl.data.datasets import VideoDataset, VideoRecord
 from videonl.data.decode import DecodeError
+from videonl.data.frame_stream import format_time
 from videonl.data.loader import collate_views
 from videonl.data.transforms import TEST_CROPS
 from videonl.engine.distributed import select_device
 from videonl.engine.evaluate import view_probabilities
 from videonl.engine.runtime import load_trained
+from videonl.engine.timeline import Timeline, format_segments, score_timeline, write_timeline
 from videonl.progress import progress
 from videonl.tasks import build_task
-from videonl.tasks.base import Selection
+from videonl.tasks.base import Selection, shown_columns
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +113,13 @@ class Predictor:
             raise DecodeError(path, prediction.error)
         return prediction
 
+    def timeline(self, path: str, selection: Optional[Selection] = None, progress: bool = False) -> Timeline:
+        """What happens when in the video at `path`: windows sliding over it (TIMELINE.*), their probabilities
+        and segments; `selection` (the task's `shown` by default) picks the classes shown of each window, and its
+        threshold is where a multi-label model's class is there. Raises DecodeError when it cannot be read; a
+        video that breaks midway gives the windows before the break (`Timeline.broken` says where)."""
+        return score_timeline(self.model, str(path), self.cfg, self.device, self.class_names, selection, progress)
+
     def predict_all(self, paths: Sequence[str]) -> Iterator[Prediction]:
         """A Prediction per path, in order; unreadable videos give failed ones. Several videos are decoded
         ahead of the model by DATALOADER.NUM_WORKERS processes."""
@@ -155,7 +177,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
     parser.add_argument("--views", type=parse_views, metavar="CLIPSxCROP",
                         help="test views instead of the config's TEST.NUM_CLIPS x TEST.CROP, e.g. 1xcenter")
+    timeline = parser.add_argument_group("what happens when: --timeline")
+    timeline.add_argument("--timeline", action="store_true",
+                          help="slide the model's clip over each whole video; print and write its segments")
+    timeline.add_argument("--stride", type=float, metavar="SECONDS",
+                          help="seconds between window starts (TIMELINE.STRIDE, default 1)")
+    timeline.add_argument("--smooth", type=int, metavar="N",
+                          help="average each window with N on each side before segments (TIMELINE.SMOOTH, default 0)")
+    timeline.add_argument("--min-segment", type=float, metavar="SECONDS",
+                          help="shorter segments join a neighbour (TIMELINE.MIN_SEGMENT, default 0: none)")
+    timeline.add_argument("--timeline-dir", default="timeline", metavar="DIR",
+                          help="where each video's NAME.windows.csv, .segments.csv, .json and .png go "
+                               "(default: timeline)")
     args = parser.parse_args(argv)
+    timeline_options = [f"--{name}" for name in ("stride", "smooth", "min-segment")
+                        if getattr(args, name.replace("-", "_")) is not None]
+    if args.timeline and (args.output or args.views):
+        parser.error("--output and --views belong to the per-video prediction; a timeline's windows are "
+                     "TIMELINE.CROP views and its files go to --timeline-dir")
+    if timeline_options and not args.timeline:
+        parser.error(f"{' '.join(timeline_options)} apply to --timeline only")
     if args.output and os.path.splitext(args.output)[1].lower() not in (".csv", ".json"):
         parser.error(f"--output must end in .csv or .json, got '{args.output}'")
     if args.top_k is not None and args.top_k < 1:
@@ -187,14 +228,12 @@ def format_table(predictions: Sequence[Prediction], shown: Selection) -> str:
 
 def write_csv(path: str, predictions: Sequence[Prediction], shown: Selection) -> None:
     """Columns for the shown classes: --top-k of them, or as many as the video with the most shows."""
-    rows = [[cell for pair in prediction.shown(shown) for cell in pair] for prediction in predictions]
-    k = shown.top_k or max(len(cells) // 2 for cells in rows) or 1
-    header = ["path"] + [f"top{rank}_{field}" for rank in range(1, k + 1) for field in ("class", "probability")]
+    header, rows = shown_columns(shown, [prediction.shown(shown) for prediction in predictions])
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(header + ["error"])
+        writer.writerow(["path", *header, "error"])
         for prediction, cells in zip(predictions, rows):
-            writer.writerow([prediction.path, *cells, *[""] * (2 * k - len(cells)), prediction.error])
+            writer.writerow([prediction.path, *cells, prediction.error])
 
 
 def write_json(path: str, predictions: Sequence[Prediction], shown: Selection) -> None:
@@ -205,18 +244,60 @@ def write_json(path: str, predictions: Sequence[Prediction], shown: Selection) -
         json.dump(records, f, indent=2)
 
 
-def run(args: argparse.Namespace) -> List[Prediction]:
-    cfg = load_cfg(args.cfg, ["TEST.NUM_CLIPS", args.views[0], "TEST.CROP", args.views[1]] if args.views else [])
+def overrides(args: argparse.Namespace) -> List:
+    """The config keys the options set."""
+    pairs = [("TEST.NUM_CLIPS", args.views and args.views[0]), ("TEST.CROP", args.views and args.views[1]),
+             ("TIMELINE.STRIDE", args.stride), ("TIMELINE.SMOOTH", args.smooth),
+             ("TIMELINE.MIN_SEGMENT", args.min_segment)]
+    return [item for key, value in pairs if value is not None for item in (key, value)]
+
+
+def file_stems(videos: Sequence[str], folder: str) -> List[str]:
+    """FOLDER/NAME for each video, NAME its file name without extension, numbered from the second of a name."""
+    stems, seen = [], {}
+    for video in videos:
+        name = os.path.splitext(os.path.basename(video))[0]
+        seen[name] = seen.get(name, 0) + 1
+        stems.append(os.path.join(folder, name if seen[name] == 1 else f"{name}_{seen[name]}"))
+    return stems
+
+
+def run_timelines(predictor: Predictor, videos: Sequence[str], shown: Selection,
+                  folder: str) -> List[Optional[Timeline]]:
+    """Each video's timeline (None for one that cannot be read, which gets a FAILED line): its segments
+    printed, its files written to `folder`."""
+    timelines = []
+    for video, stem in zip(videos, file_stems(videos, folder)):
+        try:
+            timeline = predictor.timeline(video, shown, progress=True)
+        except DecodeError as error:
+            print(f"{video}: FAILED: {error.reason}")
+            timelines.append(None)
+            continue
+        timelines.append(timeline)
+        print(f"{video}: {format_time(timeline.duration)}, {len(timeline)} windows of {timeline.window:.2f} s "
+              f"every {timeline.stride:g} s")
+        print(format_segments(timeline))
+        for note in timeline.notes:
+            print(f"  note: {note}")
+        print(f"  written: {', '.join(write_timeline(timeline, stem))}")
+    return timelines
+
+
+def run(args: argparse.Namespace) -> List:
+    cfg = load_cfg(args.cfg, overrides(args))
     if not os.path.isfile(args.checkpoint):
         raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
     videos = find_videos(args.paths)
     if not videos:
         raise ConfigError(f"no videos found in {', '.join(args.paths)} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
     predictor = Predictor(cfg, args.checkpoint)
+    shown = selection(args, predictor.task.shown)
+    if args.timeline:
+        return run_timelines(predictor, videos, shown, args.timeline_dir)
     bar = progress(predictor.predict_all(videos), total=len(videos), unit="video", desc="predicting",
                    disable=len(videos) < 2)
     predictions = list(bar)
-    shown = selection(args, predictor.task.shown)
     print(format_table(predictions, shown))
     if args.output:
         writer = write_json if args.output.lower().endswith(".json") else write_csv
@@ -225,19 +306,26 @@ def run(args: argparse.Namespace) -> List[Prediction]:
     return predictions
 
 
-def main(argv: Optional[Sequence[str]] = None) -> List[Prediction]:
-    """The command; returns the predictions when every video was scored. Exits with status 1 when any video
-    failed, and with a one-line error for a config, checkpoint or file that cannot be used."""
+def main(argv: Optional[Sequence[str]] = None) -> List:
+    """The command; returns the predictions (with --timeline, the timelines) when every video was scored
+    (read to its end). Exits with status 1 when any video failed (or broke), and with a one-line error for a
+    config, checkpoint or file that cannot be used."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        predictions = run(args)
+        results = run(args)
     except (OSError, ValueError) as err:  # ConfigError and CheckpointError are ValueErrors
         raise SystemExit(f"error: {err}") from err
-    failed = sum(prediction.failed for prediction in predictions)
+    if args.timeline:
+        failed = [result for result in results if result is None or result.broken]
+        if failed:
+            raise SystemExit(f"{len(failed)} of {len(results)} videos could not be read to their end"
+                             + "".join(f"; {t.path}: {t.broken}" for t in failed if t is not None))
+        return results
+    failed = sum(prediction.failed for prediction in results)
     if failed:
-        raise SystemExit(f"{failed} of {len(predictions)} videos could not be read")
-    return predictions
+        raise SystemExit(f"{failed} of {len(results)} videos could not be read")
+    return results
 
 
 if __name__ == "__main__":

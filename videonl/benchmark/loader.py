@@ -13,7 +13,7 @@ alone):
   test decode  the distinct frames of the 10 test clips decoded, nothing else
   30 separate  (with --separate) the same 30 views, each decoded on its own by our reader
   train shards the `train` items read from WebDataset shards (`videonl prep shards` of the same videos, each
-               listed --train-items times, into --work-dir) in a training epoch's order (`data.streams`)
+               listed --train-items times, into --work-dir) in a training epoch's order (`data.stream_samplers`)
   test 30 shards  the `test 30` items read from shards of the same videos
 and, once for all backends, a reference: the same training windows and test views read by a PySlowFast-style
 PyAV reader (`seek_reader`: seek to the keyframe before each window, decode to its end, one read per view)

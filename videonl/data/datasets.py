@@ -149,6 +149,16 @@ class _RememberedChoice:
         return self.indices
 
 
+def _colour(cfg) -> dict:
+    return dict(mean=cfg.DATA.MEAN, std=cfg.DATA.STD, channel_order=cfg.DATA.CHANNEL_ORDER,
+                normalize=not cfg.DATA.NORMALIZE_ON_DEVICE)
+
+
+def test_transform(cfg, crop: str) -> EvalTransform:
+    """The test's views of a video: short side DATA.TEST_CROP_SIZE, then `crop` (one of TEST_CROPS)."""
+    return EvalTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, crop, **_colour(cfg))
+
+
 _REPORTED_PATHS = set()
 
 
@@ -188,8 +198,7 @@ class VideoDataset(Dataset):
         self.max_retries = cfg.DATA.MAX_RETRIES
         self.num_clips = cfg.TEST.NUM_CLIPS
         self.clip_starts = cfg.TEST.CLIP_STARTS
-        colour = dict(mean=cfg.DATA.MEAN, std=cfg.DATA.STD, channel_order=cfg.DATA.CHANNEL_ORDER,
-                      normalize=not cfg.DATA.NORMALIZE_ON_DEVICE)
+        colour = _colour(cfg)
         if mode == "train":
             self.transform = TrainTransform(cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE,
                                             cfg.DATA.RANDOM_FLIP, **colour)
@@ -197,7 +206,7 @@ class VideoDataset(Dataset):
             self.transform = EvalTransform(cfg.DATA.TRAIN_JITTER_SCALES[0], cfg.DATA.TRAIN_CROP_SIZE, "center",
                                            **colour)
         else:
-            self.transform = EvalTransform(cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP, **colour)
+            self.transform = test_transform(cfg, cfg.TEST.CROP)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -26,7 +26,7 @@ and its place in the permutation. One process with batch 2B and two with batch B
 augmented the same way, and `set_epoch(loader, epoch, start_batch)` resumes mid-epoch exactly. Testing uses
 `ShardSampler`, which gives rank r the videos r, r + world, ... without padding, so every video is scored
 exactly once; given `indices`, only those videos are loaded (an interrupted evaluation scores the rest).
-With DATA.SHARDS the videos come from WebDataset shards (`data.shards`), read as streams: `data.streams`
+With DATA.SHARDS the videos come from WebDataset shards (`data.shards`), read as streams: `data.stream_samplers`
 orders training (`StreamTrainSampler`, resumable the same way) and testing (`StreamTestSampler`, every video
 once) in contiguous ranges per rank and loader worker, so each worker reads its part of each shard once.
 Ranks may then see different numbers of batches: evaluate with the unwrapped module
@@ -45,7 +45,7 @@ from videonl import ranks
 from videonl.data.datasets import MODES, VideoDataset, VideoRecord, read_video_list
 from videonl.data.decode import GPU_BACKENDS
 from videonl.data.shards import ShardIndex, ShardReader, index_url
-from videonl.data.streams import EpochSampler, StreamTestSampler, StreamTrainSampler, sample_seed
+from videonl.data.stream_samplers import EpochSampler, StreamTestSampler, StreamTrainSampler, sample_seed
 from videonl.data.transforms import VideoViews, normalize
 from videonl.tasks import build_task
 
@@ -150,7 +150,7 @@ def build_dataset(cfg, split: str) -> VideoDataset:
 
 def build_sampler(cfg, dataset: VideoDataset, rank: int, world_size: int,
                   indices: Optional[Sequence[int]]) -> Sampler:
-    """The order of a loader over `dataset` for this process (see the module, and `data.streams` for shards)."""
+    """The order of a loader over `dataset` for this process (see the module, and `data.stream_samplers` for shards)."""
     batch_size, seed = cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.TRAIN.SEED
     if dataset.shards is None:
         if dataset.mode == "train":

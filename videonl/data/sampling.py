@@ -25,6 +25,11 @@ def _span(info: VideoInfo, num_frames: int, step: float) -> float:
     return max(info.num_frames - num_frames * step, 0.0)
 
 
+def clip_offsets(info: VideoInfo, num_frames: int, sampling_rate: int, target_fps: float = 0) -> np.ndarray:
+    """[num_frames]: a clip's frames counted from its first one, as every clip of this module takes them."""
+    return _window(0.0, num_frames, _step(info, sampling_rate, target_fps))
+
+
 def random_clip(info: VideoInfo, num_frames: int, sampling_rate: int, rng: np.random.Generator,
                   target_fps: float = 0) -> np.ndarray:
     """[num_frames]: a window starting uniformly at random where it fits (at 0 when the video is shorter)."""

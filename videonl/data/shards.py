@@ -17,7 +17,7 @@ through `curl`, `pipe:` through the shell) and tar streams read by its tar itera
 
 A process reads members through one `ShardReader`: a cursor over one shard's stream, which serves the videos asked
 for when they lie ahead of it (keeping, in memory, the ones read on the way that are not yet asked for) and
-opens the shard again only for a video it has passed. Read in the order of `data.streams`, each loader worker
+opens the shard again only for a video it has passed. Read in the order of `data.stream_samplers`, each loader worker
 reads its part of each shard once.
 """
 
@@ -160,7 +160,7 @@ class ShardReader:
     """The encoded bytes of a split's videos by number, read from its shards as a stream (see the module).
 
     `lookahead` bounds the videos held in memory: read on the way to another but not asked for yet (the
-    within-shard shuffle of `data.streams` asks for each within `lookahead` of where the stream is), and the
+    within-shard shuffle of `data.stream_samplers` asks for each within `lookahead` of where the stream is), and the
     last ones served (a failed training video's replacement is drawn near it).
     """
 

@@ -214,10 +214,19 @@ class EvalTransform:
     def plan(self, frames: torch.Tensor, positions: torch.Tensor) -> VideoViews:
         """uint8 [U, H, W, C] distinct frames, int [clips, T] positions into them -> their `VideoViews`: the
         frames resized (and normalised, with `normalize`) once for all the views."""
+        return self.views_of(self.prepare(frames), positions)
+
+    def prepare(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [U, H, W, C] decoded frames resized (and normalised, with `normalize`): what views are cut
+        from. Each frame on its own, so frames prepared one by one as a stream brings them are the same."""
         resized = resize(frames, [self.short_side])
         if self.normalize:
             resized = normalize(to_model_layout(resized), self.mean, self.std, self.channel_order).movedim(-4, -1)
-        return VideoViews(resized, positions.to(resized.device), tuple(self.windows(*resized.shape[1:3])))
+        return resized
+
+    def views_of(self, prepared: torch.Tensor, positions: torch.Tensor) -> VideoViews:
+        """`prepare`d frames [U, H', W', C] and int [clips, T] positions into them -> their `VideoViews`."""
+        return VideoViews(prepared, positions.to(prepared.device), tuple(self.windows(*prepared.shape[1:3])))
 
     def __call__(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The views themselves, cut: [clips * crops, C, T, h, w] (channels-last), float (or uint8 without

@@ -1,4 +1,5 @@
-"""Report pictures: training curves, a value per class (accuracy, AP) and the confusion matrix, as PNG files.
+"""Report pictures: training curves, a value per class (accuracy, AP), the confusion matrix and a video's timeline,
+as PNG files.
 
 Figures are built with matplotlib's object interface (`Figure`, rendered by Agg), so no pyplot state or
 display backend is involved and the functions are safe in any process. Each `*_figure` function builds a
@@ -154,3 +155,116 @@ def confusion_matrix_figure(confusion: np.ndarray, names: List[str]):
 
 def plot_confusion_matrix(confusion: np.ndarray, names: List[str], png_path: str) -> str:
     return _save(confusion_matrix_figure(confusion, names), png_path)
+
+
+# ------------------------------------------------------------------------------------------- timeline
+
+TIMELINE_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")  # the bands' classes; grey is "other"
+OTHER_COLOUR = "#d9d9d9"
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)  # seconds between time ticks
+MIN_BANDS = 3  # classes drawn as bands even when fewer lead a segment
+LABEL_WIDTH = 0.0055  # share of the time axis a character of a segment's name takes (14-inch figure, 8 points)
+
+
+def clock(seconds: float, _position=None) -> str:
+    """A time tick: m:ss, or h:mm:ss from an hour on."""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
+
+
+def _time_axis(axes, duration: float) -> None:
+    """x from 0 to `duration` seconds, ticked in m:ss at a round step giving at most 13 ticks."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    step = next((s for s in TICK_STEPS if duration / s <= 12), TICK_STEPS[-1])
+    axes.set_xlim(0, duration)
+    axes.xaxis.set_major_locator(MultipleLocator(step))
+    axes.xaxis.set_major_formatter(FuncFormatter(clock))
+
+
+def band_classes(probabilities: np.ndarray, segment_labels: Sequence[int]) -> List[int]:
+    """The classes drawn as bands: those leading a segment, most probable over the video first, then the next most
+    probable up to MIN_BANDS; at most one per colour."""
+    mass = probabilities.sum(axis=0)
+    leading = sorted(set(segment_labels), key=lambda c: -mass[c])
+    others = [int(c) for c in np.argsort(-mass, kind="stable") if c not in leading]
+    return (leading + others[:max(MIN_BANDS - len(leading), 0)])[:len(TIMELINE_COLOURS)]
+
+
+def _segment_lanes(axes, timeline, segments, colours: Dict[int, str], duration: float) -> None:
+    """The segments as coloured bars: in one row, named inside the bars, when the task's classes exclude each
+    other; else a row per class with segments (most probable over the video on top, named on the left), as
+    they may overlap."""
+    names, mass = timeline.class_names, timeline.probabilities.sum(axis=0)
+    lanes = sorted({s.label for s in segments}, key=lambda label: -mass[label])
+    row = {label: len(lanes) - 1 - rank for rank, label in enumerate(lanes)}
+    for segment in segments:
+        axes.broken_barh([(segment.start, segment.length)], (0 if timeline.task.exclusive else row[segment.label], 1),
+                         facecolors=colours.get(segment.label, OTHER_COLOUR), edgecolors="white")
+        if timeline.task.exclusive and segment.length >= LABEL_WIDTH * (len(names[segment.label]) + 2) * duration:
+            axes.text(segment.start + segment.length / 2, 0.5, names[segment.label], ha="center", va="center",
+                      fontsize=8, clip_on=True)
+    if timeline.task.exclusive:
+        axes.set(ylim=(0, 1), yticks=[], ylabel="segments")
+    else:
+        axes.set(ylim=(0, max(len(lanes), 1)), ylabel="segments")
+        axes.set_yticks([row[label] + 0.5 for label in lanes], [names[label] for label in lanes], fontsize=8)
+
+
+def _stacked_bands(axes, timeline, shown: List[int], colours: Dict[int, str], segments) -> None:
+    """Classes that exclude each other: their probabilities stacked (summing to 1), the rest one grey band, the
+    segments' boundaries dashed."""
+    bands = [np.append(timeline.probabilities[:, label], timeline.probabilities[-1, label]) for label in shown]
+    labels = [timeline.class_names[label] for label in shown]
+    band_colours = [colours[label] for label in shown]
+    if len(shown) < timeline.probabilities.shape[1]:
+        bands.append(np.clip(1 - np.sum(bands, axis=0), 0, 1))
+        labels.append("other classes")
+        band_colours.append(OTHER_COLOUR)
+    axes.stackplot(timeline.bounds, *bands, labels=labels, colors=band_colours, step="post")
+    for segment in segments[1:]:
+        axes.axvline(segment.start, color="black", linestyle="--", linewidth=0.8)
+    axes.set_ylim(0, 1)
+
+
+def _probability_lines(axes, timeline, shown: List[int], colours: Dict[int, str]) -> None:
+    """Classes of their own: each one's probability as a line, the threshold a class is there from dashed."""
+    for label in shown:
+        axes.step(timeline.bounds, np.append(timeline.probabilities[:, label], timeline.probabilities[-1, label]),
+                  where="post", color=colours[label], label=timeline.class_names[label])
+    threshold = timeline.selection.threshold
+    axes.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label=f"threshold {threshold:.2f}")
+    axes.set_ylim(0, 1.03)  # a line at 1 shows whole
+
+
+def timeline_figure(timeline):
+    """What happens when in one video: above, its segments as coloured bars; below, the probabilities of the
+    classes with segments (and the next most probable) over time, each window's drawn over the time it stands
+    for: stacked bands (the rest a grey band) when the task's classes exclude each other, else lines and the
+    threshold. Time in m:ss. `timeline` is an `engine.timeline.Timeline`."""
+    segments = timeline.segments
+    shown = band_classes(timeline.probabilities, [s.label for s in segments])
+    colours = {label: TIMELINE_COLOURS[rank] for rank, label in enumerate(shown)}
+    lanes = 1 if timeline.task.exclusive else max(len({s.label for s in segments}), 1)
+    duration = float(timeline.bounds[-1])
+    figure = _figure(14, 4.6 + 0.2 * lanes)
+    segment_axes, band_axes = figure.subplots(2, 1, sharex=True, height_ratios=[0.6 + 0.4 * lanes, 4])
+    name = os.path.basename(timeline.path)
+    figure.suptitle(f"{name}: {len(timeline)} windows of {timeline.window:.2f} s every {timeline.stride:g} s")
+    _segment_lanes(segment_axes, timeline, segments, colours, duration)
+    if timeline.task.exclusive:
+        _stacked_bands(band_axes, timeline, shown, colours, segments)
+    else:
+        _probability_lines(band_axes, timeline, shown, colours)
+    band_axes.set(ylabel="probability", xlabel="time (m:ss)")
+    band_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="class", title_fontsize=8)
+    _time_axis(band_axes, duration)
+    if timeline.notes:
+        band_axes.text(0.5, -0.28, "\n".join(timeline.notes), transform=band_axes.transAxes, ha="center",
+                       va="top", fontsize=8, color="C3")
+    return figure
+
+
+def plot_timeline(timeline, png_path: str) -> str:
+    return _save(timeline_figure(timeline), png_path)

@@ -101,7 +101,7 @@ def restore(weights: Weights, model: nn.Module, optimizer, scaler) -> int:
 
 def stream_resume_problem(saved_cfg: str, cfg) -> str:
     """"" unless a run on shards resumes with another number of loader workers than the checkpoint's run (its
-    config, YAML): `data.streams` cuts an epoch into one range per worker, so the rest of the interrupted epoch
+    config, YAML): `data.stream_samplers` cuts an epoch into one range per worker, so the rest of the interrupted epoch
     would then not be exactly what that run had left."""
     workers = (yaml.safe_load(saved_cfg).get("DATALOADER") or {}).get("NUM_WORKERS", 0)
     if not cfg.DATA.SHARDS or max(1, workers) == max(1, cfg.DATALOADER.NUM_WORKERS):

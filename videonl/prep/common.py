@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
@@ -126,6 +126,29 @@ def transcode(source: Path, target: Path, short_side: int, start: Optional[float
                 yield frame.to_ndarray(width=width, height=height, format="rgb24")
 
         return encode_h264(target, frames_in_window(), fps, codec_options=codec_options)
+
+
+def join_videos(paths: Sequence[Path], target: Path, **encoding) -> List[Tuple[float, float]]:
+    """Write the videos one after another as one H.264 mp4 (`encode_h264`, with `encoding`'s options), at the
+    first one's size and frame rate (other sizes are resized to it); (start, end) seconds of each part in it.
+    A long video of known parts: what `videonl predict --timeline` should find again."""
+    with av.open(str(paths[0])) as container:
+        stream = container.streams.video[0]
+        fps, width, height = stream.average_rate or stream.guessed_rate, stream.width, stream.height
+    parts: List[Tuple[float, float]] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        count = 0
+        for path in paths:
+            first = count
+            with av.open(str(path)) as container:
+                for frame in container.decode(video=0):
+                    yield frame.to_ndarray(width=width, height=height, format="rgb24")
+                    count += 1
+            parts.append((float(first / fps), float(count / fps)))
+
+    encode_h264(Path(target), frames(), Fraction(fps), **encoding)
+    return parts
 
 
 def decode_failure(path: Path, backend: str = "auto", fallback: bool = True) -> str:

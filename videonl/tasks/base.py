@@ -14,7 +14,8 @@ only the task knows:
            `metrics`, `result_rows` (the console table) and `report` (the output folder's tables and pictures,
            described as data that `engine.reports` writes and draws)
   export   the graph's output is `view_output`, named `output_name`, described by `output_contract`
-  predict  `shown`: which classes `videonl predict` prints unless told otherwise
+  predict  `shown`: which classes `videonl predict` prints unless told otherwise; `exclusive`: whether a
+           timeline's segments are one leading class at a time or each class's own
 
 The model knows nothing of any task: its `forward` gives logits, its `test_logits` logits per window.
 """
@@ -110,6 +111,15 @@ class Selection:
             f"{limit} with probabilities"
 
 
+def shown_columns(shown: Selection, rows: Sequence[Sequence[Tuple[str, float]]]) -> Tuple[List[str], List[List[Any]]]:
+    """CSV columns of the classes each row shows ((name, probability) pairs, best first): the header (top1_class,
+    top1_probability, ...) for `shown.top_k` classes, or as many as the row that shows most (at least one), and
+    each row's cells, blank where it shows fewer."""
+    k = shown.top_k or max((len(row) for row in rows), default=0) or 1
+    header = [f"top{rank}_{field}" for rank in range(1, k + 1) for field in ("class", "probability")]
+    return header, [[cell for pair in row for cell in pair] + [""] * (2 * (k - len(row))) for row in rows]
+
+
 def percent(part, whole) -> float:
     """100 x part / whole, and 0 for nothing counted."""
     return 100.0 * float(part) / float(whole) if whole else 0.0
@@ -145,6 +155,11 @@ class Task(abc.ABC):
 
     shown: Selection = Selection(5, 0.0)
     """The classes `videonl predict` shows of each video unless its options say otherwise."""
+
+    exclusive: bool = True
+    """Whether the classes exclude each other (a video's probabilities sum to 1): a timeline of a long video
+    (`videonl predict --timeline`) then shows one class at a time, its segments the leading class's. False: each
+    class is there or not on its own, and a timeline's segments are each class's stretches over the threshold."""
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes

@@ -86,6 +86,7 @@ class MultiLabel(Task):
     """Several actions per video: per-class sigmoid, binary cross-entropy, max (or mean) over views, mAP."""
 
     output_name = "probabilities"
+    exclusive = False
 
     def __init__(self, num_classes: int, view_combine: str = "max", clip_labels: str = "overlap",
                  threshold: float = 0.5):

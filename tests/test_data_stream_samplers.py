@@ -1,12 +1,13 @@
-"""The orders that read a split as streams (data/streams.py): every video once per epoch over ranks x workers, each
-worker a contiguous range read in order, a within-shard shuffle of bounded reach, resuming by a skip count."""
+"""The orders that read a split as streams (data/stream_samplers.py): every video once per epoch over ranks x
+workers, each worker a contiguous range read in order, a within-shard shuffle of bounded reach, resuming by a skip
+count."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from videonl.data.streams import StreamTestSampler, StreamTrainSampler, sample_seed, shuffled_within
+from videonl.data.stream_samplers import StreamTestSampler, StreamTrainSampler, sample_seed, shuffled_within
 
 SHARD_SIZES = [5, 3, 7, 1, 4]  # 20 videos in 5 shards of uneven sizes: nothing divides
 BATCH, RANKS, WORKERS = 3, 2, 2
