@@ -80,3 +80,17 @@ def data_dir(tmp_path_factory):
         (root / f"{split}.csv").write_text("".join(lines))
     (root / "classes.json").write_text(json.dumps({"right": 0, "left": 1}))
     return root
+
+
+@pytest.fixture(scope="module")
+def multi_label_dir(data_dir, tmp_path_factory):
+    """data_dir's videos in multi-label lists of three classes: the square moves right (0) or left (1), and it is
+    in the frame's left half (2) for the first 0.9 s of a video moving right, the last 0.8 s of one moving left."""
+    root = tmp_path_factory.mktemp("multi_label")
+    actions = {"0": "0;2:0.0:0.9", "1": "1;2:1.2:1.9"}
+    for split in ("train", "val"):
+        lines = (data_dir / f"{split}.csv").read_text().splitlines()
+        (root / f"{split}.csv").write_text("".join(f"{data_dir / name} {actions[label]}\n"
+                                                   for name, label in (line.split() for line in lines)))
+    (root / "classes.json").write_text(json.dumps({"right": 0, "left": 1, "in the left half": 2}))
+    return root

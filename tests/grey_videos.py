@@ -40,7 +40,8 @@ class GreyLevelModel(nn.Module):
         grey = x.mean(dim=(1, 2, 3, 4)) * 255  # MEAN 0 and STD 1: inputs are pixel values / 255
         return -0.1 * (grey[:, None] - self.levels).abs()
 
-    test_logits = forward  # what the evaluator calls
+    def test_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)[:, None]  # what the evaluator calls: one window per view
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,24 @@ def test_model_benchmark_prints_ours_and_pytorchvideos_rows_with_memory(capsys):
     assert "GFLOP/s (64 x 64 matmul)" in output and "theirs / ours: train step" in output
 
 
+def test_a_multi_label_models_train_step_takes_the_tasks_loss(monkeypatch):
+    from videonl.benchmark import model as benchmark_model
+
+    job = {"cfg": str(CONFIGS / "c2d_r50_8x8.yaml"), "opts": TINY + ["TASK.NAME", "multi_label"], "settings": [],
+           "batch": 2, "frames": 4, "size": 32, "device": "cpu"}
+    clip, targets = benchmark_model.clip_and_labels(job)
+    assert targets.shape == (2, 5) and targets.dtype == torch.float32
+    binary_cross_entropy, targets_seen = torch.nn.functional.binary_cross_entropy_with_logits, []
+
+    def counted(logits, targets):
+        targets_seen.append(targets)
+        return binary_cross_entropy(logits, targets)
+
+    monkeypatch.setattr(torch.nn.functional, "binary_cross_entropy_with_logits", counted)
+    benchmark_model.train_step(build(job, OURS).train(), clip, targets, benchmark_model.job_cfg(job))()
+    assert len(targets_seen) == 1 and targets_seen[0] is targets
+
+
 @pytest.mark.parametrize("name", ["c2d_r50", "i3d_r50", "slow_r50"])
 def test_the_counterpart_is_pytorchvideos_model_of_the_same_backbone(name):
     cfg_file = str(CONFIGS / f"{name}_8x8.yaml")

@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from grey_videos import VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401  (grey_dir: the videos fixture)
+from grey_videos import LEVELS, VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401  (grey_dir: the videos fixture)
 from videonl.config import get_cfg
 from videonl.data.loader import build_loader, model_input
 from videonl.engine.evaluate import evaluate
@@ -103,7 +103,7 @@ def tiny_model_cfg(grey_dir):
     return cfg
 
 
-def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_logits():
+def test_views_are_scored_by_the_softmax_averaged_over_the_windows_not_of_the_pooled_logits():
     from helpers import randomize_batch_norms
     from videonl.data.transforms import VideoViews
     from videonl.engine.evaluate import view_probabilities
@@ -121,7 +121,8 @@ def test_views_are_scored_by_the_softmax_of_the_test_logits_not_of_the_pooled_lo
     clips = model_input(torch.cat([video.cut() for video in views]), cfg, torch.device("cpu"))
     with torch.no_grad():
         scored = view_probabilities(model, views, cfg, torch.device("cpu"))
-        windows, pooled = (output.softmax(-1).view(2, 3, 5) for output in (model.test_logits(clips), model(clips)))
+        windows = model.test_logits(clips).softmax(-1).mean(dim=1).view(2, 3, 5)
+        pooled = model(clips).softmax(-1).view(2, 3, 5)
     torch.testing.assert_close(scored, windows)
     assert (scored - pooled).abs().max() > 1e-3
 
@@ -137,9 +138,10 @@ def test_a_real_model_is_scored_by_the_average_of_its_view_probabilities(grey_di
     stored = {line["index"]: line for line in score_lines(tmp_path)}
     views = next(iter(build_loader(cfg, "test")))["views"][0].cut()  # grey40.mp4: 3 crops
     with torch.no_grad():
-        output = model.eval().test_logits(model_input(views, cfg, torch.device("cpu")))
-    assert torch.allclose(output.exp().sum(dim=1), torch.ones(3))  # eval output: log-probabilities
-    expected = output.exp().mean(dim=0)
+        windows = model.eval().test_logits(model_input(views, cfg, torch.device("cpu")))
+    assert windows.shape == (3, 4, len(LEVELS))  # 3 crops, 4 windows each
+    probabilities = windows.softmax(dim=-1).mean(dim=1)
+    expected = probabilities.mean(dim=0)
     assert torch.allclose(torch.tensor(stored[0]["probabilities"]), expected, rtol=1e-5, atol=1e-7)
 
 

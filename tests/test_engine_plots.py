@@ -6,12 +6,12 @@ import numpy as np
 from matplotlib.colors import to_rgb
 
 from helpers import assert_png_drawn
-from videonl.engine.plots import (confusion_matrix_figure, per_class_accuracy_figure, plot_confusion_matrix,
-                                  plot_per_class_accuracy, plot_training_curves, read_metrics,
-                                  training_curves_figure)
+from videonl.engine.plots import (class_bars_figure, confusion_matrix_figure, plot_class_bars, plot_confusion_matrix,
+                                  plot_training_curves, read_metrics, training_curves_figure)
 
 DATA_COLOUR = to_rgb("C0")  # the loss curve and the bars
 FULL_BLUE = to_rgb("#08306b")  # Blues at 1: the top of the colour bar
+BAR_LABELS = {"title": "Top-1 accuracy per class", "measure": "top-1 accuracy (%)", "mean_name": "mean class accuracy"}
 
 
 def lines_of(axes) -> dict:
@@ -50,6 +50,14 @@ def test_a_resumed_run_keeps_the_last_record_of_each_iteration(tmp_path):
     assert_png_drawn(tmp_path / "curves.png", DATA_COLOUR)
 
 
+def test_a_multi_label_runs_validation_curves_show_its_map(tmp_path):
+    records = [train_record(10, 0.7), {"iter": 10, "split": "val", "mAP": 20.0, "top1": 50.0, "top5": 90.0},
+               {"iter": 20, "split": "val", "mAP": 30.0, "top1": 60.0, "top5": 95.0}]
+    _, _, val_axes = training_curves_figure(str(write_jsonl(tmp_path / "metrics.jsonl", records))).axes
+    assert lines_of(val_axes) == {"mAP": [[10, 20.0], [20, 30.0]], "top-1": [[10, 50.0], [20, 60.0]],
+                                  "top-5": [[10, 90.0], [20, 95.0]]}
+
+
 def test_training_curves_without_validation(tmp_path):
     path = write_jsonl(tmp_path / "metrics.jsonl", [train_record(i, 3.0 / (i + 1)) for i in range(20)])
     assert "val" not in read_metrics(str(path))
@@ -67,7 +75,7 @@ def test_class_pictures_with_and_without_names(tmp_path):
         accuracy, confusion = rng.uniform(0, 100, count), rng.integers(0, 5, (count, count))
         best_first = np.argsort(-accuracy)
 
-        [bars] = per_class_accuracy_figure(names, accuracy).axes
+        [bars] = class_bars_figure(names, accuracy, **BAR_LABELS).axes
         assert [bar.get_height() for bar in bars.patches] == accuracy[best_first].tolist()
         [mean_line] = bars.lines
         assert mean_line.get_ydata()[0] == accuracy.mean()
@@ -79,7 +87,7 @@ def test_class_pictures_with_and_without_names(tmp_path):
         rows_named = [label.get_text() for label in matrix_axes.get_yticklabels()] == names
         assert rows_named == (count <= 101)
 
-        plot_per_class_accuracy(names, accuracy, str(tmp_path / f"per_class{count}.png"))
+        plot_class_bars(names, accuracy, str(tmp_path / f"per_class{count}.png"), **BAR_LABELS)
         plot_confusion_matrix(confusion, names, str(tmp_path / f"confusion{count}.png"))
         assert_png_drawn(tmp_path / f"per_class{count}.png", DATA_COLOUR)
         assert_png_drawn(tmp_path / f"confusion{count}.png", FULL_BLUE)

@@ -11,6 +11,7 @@ from grey_videos import VIDEOS, GreyLevelModel, grey_cfg, grey_dir  # noqa: F401
 from videonl.engine.evaluate import evaluate
 from videonl.engine.reports import format_results, write_reports
 from videonl.engine.scores import VideoScore
+from videonl.tasks.single_label import SingleLabel
 
 
 def read_csv(path):
@@ -53,7 +54,8 @@ def test_confusion_matrix_is_skipped_above_101_classes(tmp_path, caplog):
               for i in range(classes)]
     metrics = {"top1": 1.0}
     with caplog.at_level(logging.INFO, logger="videonl.engine.reports"):
-        write_reports(str(tmp_path), scores, metrics, [f"c{i}" for i in range(classes)], exclude_failed=False)
+        write_reports(str(tmp_path), scores, metrics, [f"c{i}" for i in range(classes)], exclude_failed=False,
+                      task=SingleLabel(classes))
     assert not (tmp_path / "confusion_matrix.png").exists()
     assert any("confusion_matrix.png skipped: 102 classes" in r.getMessage() for r in caplog.records)
     assert_png(tmp_path / "per_class_accuracy.png")
@@ -62,7 +64,7 @@ def test_confusion_matrix_is_skipped_above_101_classes(tmp_path, caplog):
 
 def test_format_results_keeps_clip_level_apart(grey_dir):
     metrics = evaluate(GreyLevelModel(), grey_cfg(grey_dir), progress=False)
-    table = format_results(metrics)
+    table = format_results(metrics, SingleLabel(len(VIDEOS)))
     lines = table.splitlines()
     assert f"{metrics['top1']:6.2f} %" in lines[1] and "3 views" in lines[1]
     clip_line = next(line for line in lines if line.lstrip().startswith("clip top-1"))

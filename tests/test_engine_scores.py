@@ -8,18 +8,22 @@ import torch
 from torch import nn
 
 from videonl.engine.scores import ScoresStore, StaleScoresError, VideoScore, weights_fingerprint
+from videonl.tasks.single_label import SingleLabel
+
+AVERAGE = SingleLabel(3)  # views combined by their mean
 
 META = {"list": "/data/val.csv", "videos": 4, "classes": 3, "views_per_video": 2, "frames": [8, 8, 0.0],
         "weights": "abc"}
 
 
 def score(index: int, label: int = 0) -> VideoScore:
-    return VideoScore.from_views(index, f"v{index}.mp4", label, torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]]))
+    return VideoScore.from_views(index, f"v{index}.mp4", label, torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]]),
+                                 AVERAGE)
 
 
 def test_a_score_is_rounded_as_the_store_keeps_it_and_read_back_unchanged():
     views = torch.tensor([[0.123456789, 0.876543211], [0.2, 0.8]])
-    kept = VideoScore.from_views(3, "a.mp4", 1, views)
+    kept = VideoScore.from_views(3, "a.mp4", 1, views, AVERAGE)
     assert np.array_equal(kept.probabilities, np.float32([0.161728, 0.838272]))  # means to 6 significant digits
     assert kept.probabilities.dtype == np.float32 and (kept.view_hits, kept.views) == (2, 2)
     again = VideoScore.from_json(kept.to_json())

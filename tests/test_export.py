@@ -13,6 +13,7 @@ from videonl.config import load_cfg
 from videonl.models import build_model
 from videonl.engine.input_spec import InputSpec
 from videonl.engine.checkpoint_format import save_checkpoint
+from videonl.tasks.single_label import SingleLabel
 
 # One residual block per stage, a context block in res3 and res4, 64-pixel views: small, every block on its path.
 SMALL = ["RESNET.BLOCKS", "[1, 1, 1, 1]", "MODEL.NUM_CLASSES", "5", "DATA.TEST_CROP_SIZE", "64", "CONTEXT.RES2", "[]",
@@ -53,8 +54,9 @@ def test_exported_logits_equal_pytorch_for_any_batch(name, fmt, tmp_path, capsys
     assert f"wrote {output}" in capsys.readouterr().out and not (tmp_path / f"model.{fmt}.unverified").exists()
     for views in (1, 4):  # traced with 2 views
         with torch.no_grad():
-            expected = model.test_logits(clip(cfg, views))  # the test's output, as before the outputs were named
-        actual = export_module.run_exported(str(output), fmt, clip(cfg, views))
+            # the test's output, as before the outputs were named: the log of the windows' averaged softmax
+            expected = SingleLabel(5).view_output(model.test_logits(clip(cfg, views)))
+        actual = export_module.run_exported(str(output), fmt, clip(cfg, views), "logits")
         torch.testing.assert_close(actual, expected, **export_module.PARITY)
         assert actual.shape == (views, 5)
     assert recorded_facts(output, fmt) == export_module.input_facts(cfg)
@@ -105,9 +107,12 @@ def test_a_file_that_disagrees_with_pytorch_fails_the_parity_check(tmp_path):
     exported = trained_like(cfg, tmp_path / "weights.pth")
     export_module.export(cfg, str(tmp_path / "weights.pth"), "torchscript", str(tmp_path / "m.pt"))
     other = build_model(cfg).eval()  # same architecture, other weights
-    with pytest.raises(export_module.ParityError, match="differ from PyTorch's by up to"):
-        export_module.check_parity(other, str(tmp_path / "m.pt"), "torchscript", clip(cfg, 2))
-    assert export_module.check_parity(exported, str(tmp_path / "m.pt"), "torchscript", clip(cfg, 2)) == 0
+    task = SingleLabel(5)
+    with pytest.raises(export_module.ParityError, match="logits differ from PyTorch's by up to"):
+        export_module.check_parity(export_module.ViewOutput(other, task), str(tmp_path / "m.pt"), "torchscript",
+                                   clip(cfg, 2))
+    assert export_module.check_parity(export_module.ViewOutput(exported, task), str(tmp_path / "m.pt"), "torchscript",
+                                      clip(cfg, 2)) == 0
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):

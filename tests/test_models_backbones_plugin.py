@@ -15,7 +15,8 @@ import yaml
 from torch import nn
 
 from helpers import ROOT, final_weights, tiny
-from videonl.config import load_cfg
+from videonl.config import ConfigError, load_cfg
+from videonl.engine.checks import check_config
 from videonl.engine.checkpoint_format import save_checkpoint
 from videonl.engine.initialization import initialize
 from videonl.engine.weight_sources import open_weights
@@ -96,10 +97,12 @@ class Pooled(Layers):
         return self.conv(clips)
 
     def test_logits(self, clips):
-        return self(clips)
+        return self(clips)[:, None]
 
 
 register_backbone("test_pooled")(Pooled)
+# test_logits without windows ([B, classes]): the interface before tasks combined a view's windows
+register_backbone("test_windowless")(type("Windowless", (Pooled,), {"test_logits": Layers.forward}))
 INTERFACE = ("classifier_name", "test_logits", "features", "stage_modules")
 for _member in INTERFACE:  # a backbone without each member of the interface in turn
     register_backbone(f"test_without_{_member}")(type(f"PooledWithout_{_member}", (Layers,), {
@@ -123,6 +126,14 @@ def test_a_backbone_lacking_part_of_the_interface_fails_naming_it(member):
     with pytest.raises(TypeError, match=rf"MODEL.BACKBONE 'test_without_{member}' built a PooledWithout_{member}, "
                                         rf"which lacks {member} of the model interface"):
         build_model(cfg_of(f"test_without_{member}"))
+
+
+def test_test_logits_without_a_windows_dimension_fail_the_config_checks(data_dir):
+    cfg = cfg_of("test_windowless", "DATA.PATH_TO_DATA_DIR", str(data_dir))
+    check_config(cfg_of("test_pooled", "DATA.PATH_TO_DATA_DIR", str(data_dir)), training=False, testing=True)
+    with pytest.raises(ConfigError, match=r"MODEL.BACKBONE test_windowless: its test_logits gives \[1, 2\] for one "
+                                          r"clip, not \['B', 'windows', 'MODEL.NUM_CLASSES'\]"):
+        check_config(cfg, training=False, testing=True)
 
 
 def test_a_classifier_name_that_names_no_module_fails():

@@ -13,7 +13,8 @@ from videonl.config import load_cfg
 from videonl.data.decode import DecodeError
 from videonl.models.build import build_model
 from videonl.engine.checkpoint_format import save_checkpoint
-from videonl.predict import main, parse_views
+from videonl.predict import Prediction, format_table, main, parse_views, write_csv
+from videonl.tasks.base import Selection
 
 from helpers import DEMO_CFG, tiny
 
@@ -108,9 +109,28 @@ def test_command_writes_json_with_the_views_asked_for(run, tmp_path, capsys):
     assert videos[0] in capsys.readouterr().out
 
 
+def test_a_threshold_shows_every_class_that_reaches_it_in_as_many_columns_as_needed(tmp_path):
+    names = ["sit", "stand", "walk", "run"]
+    predictions = [Prediction("a.mp4", np.float32([0.7, 0.2, 0.55, 0.5]), names),
+                   Prediction("b.mp4", np.float32([0.1, 0.9, 0.3, 0.2]), names),
+                   Prediction("c.mp4", None, names, "bad")]
+    shown = Selection(None, 0.5)
+    assert format_table(predictions, shown).splitlines() == [
+        "file   classes with probability >= 0.50", "a.mp4  sit 0.700  walk 0.550  run 0.500", "b.mp4  stand 0.900",
+        "c.mp4  FAILED: bad"]
+    write_csv(str(tmp_path / "p.csv"), predictions, shown)
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    assert rows[0] == ["path", *[f"top{k}_{field}" for k in (1, 2, 3) for field in ("class", "probability")], "error"]
+    assert rows[2] == ["b.mp4", "stand", "0.8999999761581421", *[""] * 4, ""]
+    assert format_table(predictions[:2], Selection(2, 0.6)).splitlines()[1:] == ["a.mp4  sit 0.700",
+                                                                               "b.mp4  stand 0.900"]
+    assert format_table(predictions[:1], Selection(None, 0.8)).splitlines()[1:] == ["a.mp4  none"]
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--views", "3xcorner"], "expected CLIPSxCROP"),
     (["--output", "predictions.txt"], "--output must end in .csv or .json"),
+    (["--threshold", "1.5"], "--threshold must be a probability in [0, 1]"),
 ])
 def test_command_refuses_bad_options(run, arguments, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

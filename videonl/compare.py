@@ -1,9 +1,10 @@
 """Runs side by side: `videonl compare OUTPUT_DIR [OUTPUT_DIR ...]`.
 
 For every run folder written by `videonl train` (or train_net.py): the model (its config's block and
-backbone), the newest test results (test/<weights>/summary.json: video-level top-1 / top-5 and mean class
-accuracy, with the clip-level top-1 labelled apart) and where its pictures are. `--mean` adds the runs'
-average, the figure UCF101 reports over its three splits:
+backbone), the newest test results (test/<weights>/summary.json: the mAP of a multi-label run, video-level
+top-1 / top-5 and the mean class accuracy of a single-label one, with the clip-level top-1 labelled apart)
+and where its pictures are. A column shows when a run has its score; a run without it leaves the cell empty.
+`--mean` adds the runs' average, the figure UCF101 reports over its three splits:
 
     videonl compare --mean output/ucf101/split1 output/ucf101/split2 output/ucf101/split3
 """
@@ -17,8 +18,10 @@ from typing import List
 
 from videonl.command import parse_args, run
 
-PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png")
-SCORES = ("top1", "top5", "mean_class_accuracy", "clip_top1")
+PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png", "per_class_ap.png")
+# summary.json's scores as columns: key -> header; each task's summary holds some of them
+SCORES = {"mAP": "mAP", "top1": "video top-1", "top5": "video top-5", "mean_class_accuracy": "mean class",
+          "clip_top1": "clip top-1"}
 
 
 def newest_test(run_dir: str) -> str:
@@ -40,22 +43,29 @@ def run_row(run_dir: str) -> dict:
 
 
 def mean_row(rows: List[dict]) -> dict:
-    """The runs' scores averaged with equal weight per run (as splits are averaged, not pooled)."""
-    return {"run": f"mean of {len(rows)} runs", **{key: sum(row[key] for row in rows) / len(rows) for key in SCORES},
+    """The runs' scores averaged with equal weight per run (as splits are averaged, not pooled); a score some run
+    lacks has no mean."""
+    shared = [key for key in SCORES if all(key in row for row in rows)]
+    return {"run": f"mean of {len(rows)} runs", **{key: sum(row[key] for row in rows) / len(rows) for key in shared},
             "views_per_video": "/".join(sorted({str(row["views_per_video"]) for row in rows})),
             "failed": sum(row["failed"] for row in rows), "videos": sum(row["videos"] for row in rows)}
 
 
 def format_rows(rows: List[dict], mean: bool = False) -> str:
-    header = ("run", "video top-1", "video top-5", "mean class", "clip top-1", "views", "failed")
-    table = [header] + [(row["run"], f"{row['top1']:.2f}", f"{row['top5']:.2f}",
-                         f"{row['mean_class_accuracy']:.2f}", f"{row['clip_top1']:.2f}",
+    shown = [key for key in SCORES if any(key in row for row in rows)]
+    header = ("run", *(SCORES[key] for key in shown), "views", "failed")
+    table = [header] + [(row["run"], *(f"{row[key]:.2f}" if key in row else "" for key in shown),
                          str(row["views_per_video"]), f"{row['failed']}/{row['videos']}")
                         for row in rows + [mean_row(rows)] * mean]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    lines.append("(accuracies in %; video level = softmax averaged over the views; clip top-1 = each view alone)")
+    if "mAP" in shown:
+        lines.append("(mAP in %: the official Charades evaluation's, over the classes with actions; video level = "
+                     "each class's sigmoid combined over the views as the run's task says)")
+    if "mean_class_accuracy" in shown:
+        lines.append("(accuracies in %; video level = softmax averaged over the views; clip top-1 = each view "
+                     "alone)")
     for row in rows:
         lines.append(f"{row['run']} ({row['weights']}): " + ", ".join(row["pictures"]))
     return "\n".join(lines)

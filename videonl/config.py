@@ -7,10 +7,10 @@ told apart from a default without comparing values.
 A config file is named by its path or by its place among the configs shipped in the package
 (`kinetics400/nl_i3d_r50_32x2.yaml`, the repository's `configs/` folder).
 
-A plug-in (a context block, a backbone) declares its own node beside its code as a `NodeSpec` and adds it with
-`add_node`; `get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`) and the
-user's (the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks videonl
-train ...`).
+A plug-in (a task, a context block, a backbone) declares its own node beside its code as a `NodeSpec` and adds
+it with `add_node`; `get_cfg()` holds every added node, after importing the package's own plug-ins (`PLUGINS`)
+and the user's (the modules named in the environment variable VIDEONL_PLUGINS, e.g. `VIDEONL_PLUGINS=my_blocks
+videonl train ...`).
 """
 
 import copy
@@ -47,11 +47,15 @@ def get_cfg() -> CfgNode:
     """Return a fresh config holding every key with its default value."""
     _C = CfgNode()
 
+    # What a video's label is (videonl/tasks/): targets, loss, view combination, metrics, what predict prints.
+    _C.TASK = CfgNode()
+    _C.TASK.NAME = "single_label"  # registered task: single_label (one class a video) | multi_label (MULTI_LABEL)
+
     _C.MODEL = CfgNode()
     _C.MODEL.BACKBONE = "resnet3d"  # registered backbone (models/backbones.py); resnet3d reads the RESNET node
     _C.MODEL.NUM_CLASSES = 400  # classifier outputs
     _C.MODEL.DROPOUT = 0.5  # dropout before the classifier (non-local paper: 0.5)
-    _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, average the softmax (paper's test)
+    _C.MODEL.FULLY_CONV_TEST = True  # eval: classify every HEAD_POOL window, combined as the task says (paper's test)
     _C.MODEL.HEAD_POOL = 7  # spatial window of the fully-convolutional test head (7 = res5 at 224 pixels)
     _C.MODEL.INIT = ""  # "" random; "imagenet" inflated; .pth/.pt/.pyth: ours, torchvision, PyTorchVideo; .pkl: Caffe2
 
@@ -151,13 +155,13 @@ def get_cfg() -> CfgNode:
 
     _C.DEVICE = "auto"  # cuda (this process's local GPU under torchrun) when available, else cpu; or cpu / cuda
     _C.OUTPUT_DIR = "output"  # where logs, checkpoints and reports go
-    _add_plugin_nodes(_C)  # each backbone's and context block's own settings (RESNET, NONLOCAL, GC, SE, ...)
+    _add_plugin_nodes(_C)  # each task's, backbone's and context block's own settings (RESNET, NONLOCAL, GC, ...)
     return _C
 
 
-# Imported by get_cfg(): the package's own blocks and backbone, which add their nodes.
-PLUGINS = ("videonl.models.context", "videonl.models.resnet3d")
-PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's blocks and backbones, imported after PLUGINS
+# Imported by get_cfg(): the package's own tasks, blocks and backbone, which add their nodes.
+PLUGINS = ("videonl.tasks", "videonl.models.context", "videonl.models.resnet3d")
+PLUGINS_ENV = "VIDEONL_PLUGINS"  # comma-separated modules of the user's tasks, blocks and backbones, after PLUGINS
 _PLUGIN_NODES: Dict[str, "NodeSpec"] = {}
 
 
@@ -315,6 +319,16 @@ def explicit_keys(cfg: CfgNode) -> FrozenSet[str]:
     """The dotted keys `load_cfg` was told by a config file (with its _BASE_ chain) or an override, a saved
     config's excepted; empty for a config built otherwise. Copies of the config (clone()) keep them."""
     return cfg.__dict__.get(EXPLICIT_KEYS, frozenset())
+
+
+def with_values(cfg: CfgNode, opts: Sequence) -> CfgNode:
+    """A frozen copy of `cfg` with the `KEY VALUE` pairs of `opts` merged in; `cfg` itself is not changed, and the
+    copy keeps its `explicit_keys` (values adopted from weights are not the user's choices)."""
+    result = cfg.clone()
+    result.defrost()
+    result.merge_from_list(list(opts))
+    result.freeze()
+    return result
 
 
 def resolve_config(name: str) -> str:

@@ -30,7 +30,7 @@ def model_device(model: nn.Module) -> torch.device:
 def centred_clip(cfg, path: str, device: torch.device) -> torch.Tensor:
     """The validation view of a video, normalised: [1, C, T, crop, crop], the centred clip, short side
     DATA.TRAIN_JITTER_SCALES[0], centre crop DATA.TRAIN_CROP_SIZE. Raises DecodeError for a bad video."""
-    item = VideoDataset([VideoRecord(str(path), -1)], "val", cfg)[0]
+    item = VideoDataset([VideoRecord(str(path), None)], "val", cfg)[0]
     if item["views"] is None:
         raise DecodeError(str(path), item["error"])
     return model_input(item["views"].cut(), cfg, device)

@@ -1,8 +1,9 @@
 """`videonl benchmark model --cfg FILE`: our model against PyTorchVideo's, in one run.
 
 For our model built from the config, and for PyTorchVideo's model of the same backbone:
-  train step   forward, cross-entropy, backward and an SGD step (SOLVER's momentum and weight decay) in
-               train mode: the median of --steps steps after --warmup, the models taking turns step by step
+  train step   forward, the task's loss (TASK.NAME; single-label: cross-entropy), backward and an SGD step
+               (SOLVER's momentum and weight decay) in train mode: the median of --steps steps after
+               --warmup, the models taking turns step by step
   inference    a forward in eval mode under `torch.inference_mode`, timed the same way: both models' logits
                of the globally pooled clip (ours: `model(clip)`, not `test_logits`), so the heads match
   peak MiB     the peak memory of each, above the model and its input (one warm-up and one call): on the
@@ -29,7 +30,6 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from videonl.benchmark.matmul import matmul
@@ -43,6 +43,7 @@ from videonl.flops import flop_analysis
 from videonl.models import build_model
 from videonl.models.registry import STAGES, placement
 from videonl.models.resnet3d import stage_blocks
+from videonl.tasks import build_task
 
 OURS = "videonl"
 COUNTERPARTS = ("c2d_r50", "i3d_r50", "slow_r50")
@@ -107,20 +108,22 @@ def build(job: dict, name: str) -> nn.Module:
 
 
 def clip_and_labels(job: dict) -> tuple:
+    """A random batch of clips and the task's targets for it."""
     cfg = job_cfg(job)
     shape = (job["batch"], cfg.DATA.INPUT_CHANNELS, job["frames"], job["size"], job["size"])
     clip = model_input(torch.randn(shape), cfg, torch.device(job["device"]))
-    return clip, torch.randint(cfg.MODEL.NUM_CLASSES, (job["batch"],), device=job["device"])
+    return clip, build_task(cfg).example_targets(job["batch"]).to(job["device"])
 
 
 def train_step(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, cfg) -> Callable[[], None]:
     optimizer = build_optimizer(model, cfg)
     scaler = grad_scaler(cfg, clip.device)
+    task = build_task(cfg)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast(cfg, clip.device):
-            loss = F.cross_entropy(model(clip), labels)
+            loss = task.loss(model(clip), labels)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

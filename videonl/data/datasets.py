@@ -1,4 +1,5 @@
-"""One dataset over a list file of `path label` lines; Kinetics, Mini-Kinetics and UCF101 only differ in lists.
+"""One dataset over a list file of `path label` lines; Kinetics, Mini-Kinetics, UCF101 and Charades only differ
+in lists, and in the task (TASK.NAME) that reads the labels and turns them into targets.
 
 Training items are one random clip; validation and test items are a whole video with all its views, cut from
 one decode. A video that fails to decode is logged once (path and reason) per process; in training another
@@ -11,15 +12,18 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from videonl.data import sampling
-from videonl.data.decode import DecodeError, read_frames
+from videonl.data.decode import DecodeError, VideoInfo, read_frames
 from videonl.data.transforms import EvalTransform, TrainTransform
+from videonl.tasks import Task, build_task
+from videonl.tasks.base import Span
+from videonl.tasks.single_label import parse_class_index
 
 logger = logging.getLogger(__name__)
 MODES = ("train", "val", "test")
@@ -37,14 +41,20 @@ def seeded(seed: int) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class VideoRecord:
+    """A video of a list: its path and its label as the task parsed it (an int for single-label; None: unknown,
+    a video to predict)."""
+
     path: str
-    label: int
+    label: Any
 
 
-def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> List[VideoRecord]:
+def read_video_list(list_file: str, separator: str = " ", prefix: str = "",
+                    parse_label: Callable[[str], Any] = parse_class_index) -> List[VideoRecord]:
     """Records of a `path{separator}label` file; the label follows the last separator, so paths may hold it.
 
-    Relative paths are joined to `prefix`, or to the list file's folder when `prefix` is empty.
+    Relative paths are joined to `prefix`, or to the list file's folder when `prefix` is empty. `parse_label` reads
+    the label field (the task's `parse_label`; by default a class index); a field it refuses fails naming the
+    file and line.
     """
     root = prefix or os.path.dirname(os.path.abspath(list_file))
     records = []
@@ -53,10 +63,15 @@ def read_video_list(list_file: str, separator: str = " ", prefix: str = "") -> L
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
-            path, _, label = line.rpartition(separator)
-            if not path or not label.strip().lstrip("-").isdigit():
-                raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r}")
-            records.append(VideoRecord(os.path.join(root, path), int(label)))
+            path, _, field = line.rpartition(separator)
+            try:
+                if not path:
+                    raise ValueError("no label")
+                label = parse_label(field)
+            except ValueError as err:
+                raise ValueError(f"{list_file}:{number}: expected 'path{separator}label', got {line!r} ({err})") \
+                    from None
+            records.append(VideoRecord(os.path.join(root, path), label))
     return records
 
 
@@ -79,16 +94,40 @@ def data_class_names(cfg) -> Optional[List[str]]:
     return read_class_names(path) if os.path.isfile(path) else None
 
 
-def label_range_problem(records: List[VideoRecord], num_classes: int, list_path: str) -> str:
-    """"" when every label of the list at `list_path` is a class index 0..num_classes - 1; else one line naming
-    the list, its first video with another label, and how many more there are."""
-    outside = [record for record in records if not 0 <= record.label < num_classes]
+def label_range_problem(records: List[VideoRecord], task: Task, list_path: str) -> str:
+    """"" when every class the labels of the list at `list_path` name is in 0..MODEL.NUM_CLASSES - 1; else one
+    line naming the list, its first video with another class, and how many more there are."""
+    num_classes = task.num_classes
+    outside = [(record.path, [c for c in task.classes_of(record.label) if not 0 <= c < num_classes])
+               for record in records]
+    outside = [(path, classes) for path, classes in outside if classes]
     if not outside:
         return ""
-    first, more = outside[0], len(outside) - 1
-    return (f"{list_path}: label {first.label} of {first.path} is outside 0..{num_classes - 1} (MODEL.NUM_CLASSES "
+    (path, classes), more = outside[0], len(outside) - 1
+    return (f"{list_path}: label {classes[0]} of {path} is outside 0..{num_classes - 1} (MODEL.NUM_CLASSES "
             f"{num_classes})" + (f", and {more} more videos with labels outside: "
-                                 f"{sorted({record.label for record in outside})[:5]}" if more else ""))
+                                 f"{sorted({c for _, found in outside for c in found})[:5]}" if more else ""))
+
+
+def clip_span(indices: np.ndarray, info: VideoInfo) -> Optional[Span]:
+    """Seconds from the video's start to the first and last frame a clip decodes (indices past the end wrap around,
+    as the decoder reads them); None when the frame rate is unknown."""
+    if info.fps <= 0:
+        return None
+    frames = np.mod(indices, info.num_frames)
+    return float(frames.min()) / info.fps, float(frames.max()) / info.fps
+
+
+class _RememberedChoice:
+    """A frame choice that keeps the indices of its last call: those of the read that succeeded (a decoder
+    tried before it, or a timing read, chose earlier)."""
+
+    def __init__(self, choose: Callable[[VideoInfo], np.ndarray]):
+        self.choose, self.indices = choose, None
+
+    def __call__(self, info: VideoInfo) -> np.ndarray:
+        self.indices = self.choose(info)
+        return self.indices
 
 
 _REPORTED_PATHS = set()
@@ -104,10 +143,14 @@ def report_failure(error: DecodeError) -> None:
 class VideoDataset(Dataset):
     """Videos of a list file, as training clips (`train`) or multi-view items (`val`, `test`).
 
-    train: {"clip": [C, T, S, S], "label", "index", "failures": ["path: reason" of replaced videos]}
+    train: {"clip": [C, T, S, S], "label": the task's target of the clip, "index",
+            "failures": ["path: reason" of replaced videos]}
     val/test: {"views": `VideoViews` (the distinct frames and the plan of the V views, cut where the model runs)
-               or None when the video failed, "label", "index", "error": "" or "path: reason"}.
+               or None when the video failed, "label": the task's target of the whole video, "index",
+               "error": "" or "path: reason"}.
                V = TEST.NUM_CLIPS x crops (test), 1 centred clip (val).
+    Targets are the task's (`Task.clip_target`, `Task.video_target`): a class index for single-label, a
+    multi-hot vector for multi-label, where a training clip's holds the actions its frames overlap.
     Clips and frames are uint8 when DATA.NORMALIZE_ON_DEVICE (see `loader.model_input`), else float.
     """
 
@@ -116,6 +159,7 @@ class VideoDataset(Dataset):
             raise ValueError(f"unknown dataset mode '{mode}'; choose from {', '.join(MODES)}")
         self.records = records
         self.mode = mode
+        self.task = build_task(cfg)
         self.decoder = cfg.DATA.DECODER
         self.fallback = cfg.DATA.DECODER_FALLBACK
         self.num_frames = cfg.DATA.NUM_FRAMES
@@ -164,30 +208,33 @@ class VideoDataset(Dataset):
         return sampling.uniform_clips(info, self.num_frames, self.sampling_rate, self.num_clips,
                                       self.clip_starts, self.target_fps)
 
-    def read(self, path: str):
-        """(distinct frames, positions [T] or [clips, T], info) of one video, sampled for this mode; in training
-        the frames are the random crop's box alone."""
+    def read(self, path: str, choose: Optional[Callable[[VideoInfo], np.ndarray]] = None):
+        """(distinct frames, positions [T] or [clips, T], info) of one video, sampled for this mode (or by
+        `choose`, a function of the video's info like `clip_indices`); in training the frames are the random
+        crop's box alone."""
         crop = self.transform.crop_box if self.mode == "train" else None
-        return read_frames(path, self.clip_indices, self.decoder, self.fallback, crop)
+        return read_frames(path, choose or self.clip_indices, self.decoder, self.fallback, crop)
 
     def _train_item(self, index: int) -> Dict:
         failures = []
         for _ in range(self.max_retries + 1):
             record = self.records[index]
+            choice = _RememberedChoice(self.clip_indices)
             try:
-                frames, positions, _ = self.read(record.path)
+                frames, positions, info = self.read(record.path, choice)
             except DecodeError as error:
                 report_failure(error)
                 failures.append(str(error))
                 index = int(torch.randint(0, len(self.records), ()))
                 continue
             clip = self.transform.from_boxes(frames, torch.from_numpy(positions))
-            return {"clip": clip, "label": record.label, "index": index, "failures": failures}
+            target = self.task.clip_target(record.label, clip_span(choice.indices, info))
+            return {"clip": clip, "label": target, "index": index, "failures": failures}
         raise RuntimeError(f"{len(failures)} videos in a row failed to decode; last: {failures[-1]}")
 
     def _multi_view_item(self, index: int) -> Dict:
         record = self.records[index]
-        item = {"views": None, "label": record.label, "index": index, "error": ""}
+        item = {"views": None, "label": self.task.video_target(record.label), "index": index, "error": ""}
         try:
             frames, positions, _ = self.read(record.path)
         except DecodeError as error:

@@ -2,16 +2,19 @@
 
 Batch formats, for the training loop and the evaluator:
 
-train: {"clip": [B, C, T, S, S], "label": long [B], "index": long [B],
+train: {"clip": [B, C, T, S, S], "label": the task's targets, "index": long [B],
         "failures": list of "path: reason" for the videos replaced while building this batch}
     The loop adds up len(batch["failures"]) over each log window (TRAIN.LOG_PERIOD iterations) and logs it.
 val / test: {"views": list of B_ok `VideoViews` (the videos that decoded, in batch order: each its distinct
-             frames and the plan of its V views), "label": long [B], "index": long [B], "valid": bool [B],
+             frames and the plan of its V views), "label": the task's targets, "index": long [B], "valid": bool [B],
              "error": list of B strings}
     `view_batches(batch["views"], cfg, device)` sends each video's frames to the device once,
     cuts the views there and yields them ready for the model, TEST.VIEWS_PER_FORWARD at a time (video-major);
-    concatenate the outputs, view them as [B_ok, V, classes], sum the softmax over V. A row with valid False
-    is a video that failed: scored as wrong, or left out when TEST.EXCLUDE_FAILED.
+    concatenate the task's view probabilities, view them as [B_ok, V, classes] and combine them over V as the
+    task does. A row with valid False is a video that failed: scored as wrong, or left out when
+    TEST.EXCLUDE_FAILED.
+Targets are stacked as torch's `default_collate` stacks them: the single-label task's class indices into
+long [B], the multi-label task's multi-hot vectors into float [B, classes].
 Clips and frames are uint8 with DATA.NORMALIZE_ON_DEVICE (the default) and float otherwise, laid out
 channels-last (physically [..., T, H, W, C], as decoded); pass every clip or group of views through
 `model_input(tensor, cfg, device)`, which moves it, normalises it when needed and gives it the model's memory
@@ -40,6 +43,7 @@ from videonl import ranks
 from videonl.data.datasets import MODES, VideoDataset, read_video_list
 from videonl.data.decode import GPU_BACKENDS
 from videonl.data.transforms import VideoViews, normalize
+from videonl.tasks import build_task
 
 
 class ShardSampler(Sampler):
@@ -105,7 +109,7 @@ def stack_clips(clips: List[torch.Tensor]) -> torch.Tensor:
 def collate_train(items: List[Dict]) -> Dict:
     return {
         "clip": stack_clips([item["clip"] for item in items]),
-        "label": torch.tensor([item["label"] for item in items]),
+        "label": default_collate([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "failures": [failure for item in items for failure in item["failures"]],
     }
@@ -114,7 +118,7 @@ def collate_train(items: List[Dict]) -> Dict:
 def collate_views(items: List[Dict]) -> Dict:
     return {
         "views": [item["views"] for item in items if item["views"] is not None],
-        "label": torch.tensor([item["label"] for item in items]),
+        "label": default_collate([item["label"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "valid": torch.tensor([item["views"] is not None for item in items]),
         "error": [item["error"] for item in items],
@@ -129,7 +133,8 @@ def list_file(cfg, split: str) -> str:
 def build_dataset(cfg, split: str) -> VideoDataset:
     if split not in MODES:
         raise ValueError(f"unknown split '{split}'; choose from {', '.join(MODES)}")
-    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
+    records = read_video_list(list_file(cfg, split), cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX,
+                              build_task(cfg).parse_label)
     return VideoDataset(records, split, cfg)
 
 

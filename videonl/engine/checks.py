@@ -12,6 +12,11 @@ from videonl.data.loader import list_file
 from videonl.engine.optim import POLICIES
 from videonl.engine.runtime import PRECISIONS
 from videonl.models.build import build_model
+from videonl.tasks import Task, build_task
+
+
+# The model interface's outputs for B clips (`models.interface.VideoModel`), as the checks name them.
+OUTPUT_SHAPES = {"forward": ["B", "MODEL.NUM_CLASSES"], "test_logits": ["B", "windows", "MODEL.NUM_CLASSES"]}
 
 
 def check_config(cfg, training: bool, testing: bool) -> None:
@@ -20,8 +25,13 @@ def check_config(cfg, training: bool, testing: bool) -> None:
     if training:
         problems += _crop_problems(cfg)
     problems += _model_problems(cfg, training, testing)
+    try:
+        task = build_task(cfg)
+    except (KeyError, ValueError) as err:
+        task = None
+        problems.append(f"the task cannot be built: {err.args[0] if isinstance(err, KeyError) else err}")
     if not problems:  # label checks need readable lists, which a broken data dir would report anyway
-        problems += _label_problems(cfg, ["train", "val"] * training + ["test"] * testing)
+        problems += _label_problems(cfg, task, ["train", "val"] * training + ["test"] * testing)
     if problems:
         raise ConfigError("the config cannot work:\n  - " + "\n  - ".join(problems))
 
@@ -67,18 +77,23 @@ def _model_problems(cfg, training: bool, testing: bool) -> List[str]:
             return [f"the model cannot be built: {err}"]
         for key, size in sizes.items():
             clip = torch.empty(1, cfg.DATA.INPUT_CHANNELS, frames, size, size)
-            for mode, output in (("train", model), ("eval", model.test_logits)):
+            for mode, method, output in (("train", "forward", model), ("eval", "test_logits", model.test_logits)):
                 try:
                     model.train(mode == "train")
-                    output(clip)
+                    shape = list(output(clip).shape)
                 except (RuntimeError, ValueError) as err:
                     problems.append(f"DATA.NUM_FRAMES {frames} x {key} {size}: the model cannot run in {mode} mode on "
                                     f"such a clip (temporal/spatial pooling or block grouping): {err}")
                     break
+                if len(shape) != len(OUTPUT_SHAPES[method]) or shape[0] != 1 or shape[-1] != cfg.MODEL.NUM_CLASSES:
+                    problems.append(f"MODEL.BACKBONE {cfg.MODEL.BACKBONE}: its {method} gives {shape} for one clip, "
+                                    f"not {OUTPUT_SHAPES[method]} (the model interface, videonl.models.VideoModel)")
+                    break
     return problems
 
 
-def _label_problems(cfg, splits: List[str]) -> List[str]:
+def _label_problems(cfg, task: Task, splits: List[str]) -> List[str]:
+    """classes.json against MODEL.NUM_CLASSES, and every list's label fields as the task reads them."""
     problems, classes = [], cfg.MODEL.NUM_CLASSES
     names_file = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.json")
     if os.path.isfile(names_file):
@@ -92,9 +107,13 @@ def _label_problems(cfg, splits: List[str]) -> List[str]:
             problems.append(f"list file {path} not found (DATA.PATH_TO_DATA_DIR, DATA.TRAIN_SPLIT / VAL_SPLIT, "
                             "TEST.SPLIT)")
             continue
-        records = read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX)
+        try:
+            records = read_video_list(path, cfg.DATA.LIST_SEPARATOR, cfg.DATA.PATH_PREFIX, task.parse_label)
+        except ValueError as err:
+            problems.append(f"{err} (TASK.NAME {cfg.TASK.NAME})")
+            continue
         if not records:
             problems.append(f"list file {path} holds no videos")
-        elif label_problem := label_range_problem(records, classes, path):
+        elif label_problem := label_range_problem(records, task, path):
             problems.append(label_problem)
     return problems

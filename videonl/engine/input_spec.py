@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Optional, Tuple
 
-from videonl.config import explicit_keys, value_at
+from videonl.config import explicit_keys, value_at, with_values
 from videonl.data.transforms import CHANNEL_ORDERS
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,5 @@ def adopt_input(cfg, spec: Optional[InputSpec], source: str):
         else:
             adopted += [key, value]
             logger.info("%s %s: the input the weights of %s were trained on", key, value, source)
-    result = cfg.clone()
-    result.defrost()
-    result.merge_from_list(adopted)
-    result.freeze()
-    return result
+    return with_values(cfg, adopted)
 

@@ -1,4 +1,4 @@
-"""Report pictures: training curves, per-class accuracy and the confusion matrix, as PNG files.
+"""Report pictures: training curves, a value per class (accuracy, AP) and the confusion matrix, as PNG files.
 
 Figures are built with matplotlib's object interface (`Figure`, rendered by Agg), so no pyplot state or
 display backend is involved and the functions are safe in any process. Each `*_figure` function builds a
@@ -61,8 +61,12 @@ def _show_nothing(axes, message: str) -> None:
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="grey")
 
 
+VALIDATION_CURVES = (("mAP", "mAP"), ("top1", "top-1"), ("top5", "top-5"))  # key in metrics.jsonl, label
+
+
 def training_curves_figure(metrics_jsonl: str):
-    """Training loss, learning rate and validation top-1 / top-5 against iterations, side by side."""
+    """Training loss, learning rate and the validation metrics (mAP of a multi-label task, top-1 / top-5)
+    against iterations, side by side."""
     records = read_metrics(metrics_jsonl)
     train, val = records.get("train", []), records.get("val", [])
     figure = _figure(16, 4.5)
@@ -71,7 +75,7 @@ def training_curves_figure(metrics_jsonl: str):
 
     iterations, loss = _series(train, "loss")
     loss_axes.plot(iterations, loss, color="C0", linewidth=1)
-    loss_axes.set(title="Training loss", xlabel="iteration", ylabel="cross-entropy loss")
+    loss_axes.set(title="Training loss", xlabel="iteration", ylabel="the task's loss")
 
     iterations, lr = _series(train, "lr")
     lr_axes.plot(iterations, lr, color="C1")
@@ -79,15 +83,15 @@ def training_curves_figure(metrics_jsonl: str):
         lr_axes.set_yscale("log")
     lr_axes.set(title="Learning rate", xlabel="iteration", ylabel="learning rate")
 
-    for key, label in (("top1", "top-1"), ("top5", "top-5")):
-        iterations, accuracy = _series(val, key)
-        if accuracy:
-            val_axes.plot(iterations, accuracy, marker="o", label=label)
+    for key, label in VALIDATION_CURVES:
+        iterations, values = _series(val, key)
+        if values:
+            val_axes.plot(iterations, values, marker="o", label=label)
     if val_axes.lines:
         val_axes.legend(loc="lower right")
     else:
         _show_nothing(val_axes, "no validation yet")
-    val_axes.set(title="Validation accuracy (video level)", xlabel="iteration", ylabel="accuracy (%)")
+    val_axes.set(title="Validation (video level)", xlabel="iteration", ylabel="%")
 
     for axes in (loss_axes, lr_axes, val_axes):
         axes.grid(alpha=0.3)
@@ -98,33 +102,33 @@ def plot_training_curves(metrics_jsonl: str, png_path: str) -> str:
     return _save(training_curves_figure(metrics_jsonl), png_path)
 
 
-def per_class_accuracy_figure(names: List[str], accuracy: Sequence[float]):
-    """Top-1 accuracy (%) of each class as bars sorted best to worst, with the mean class accuracy marked;
-    class names label the bars when there are at most MAX_NAMED_CLASSES."""
-    accuracy = np.asarray(accuracy, dtype=float)
-    order = np.argsort(-accuracy, kind="stable")
+def class_bars_figure(names: Sequence[str], values: Sequence[float], *, title: str, measure: str, mean_name: str):
+    """One value (%) per class (top-1 accuracy, AP) as bars sorted best to worst, with their mean marked as
+    `mean_name`; class names label the bars when there are at most MAX_NAMED_CLASSES."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(-values, kind="stable")
     count = len(names)
     named = count <= MAX_NAMED_CLASSES
     figure = _figure(max(8.0, 0.15 * count + 2) if named else 14, 7.5 if named else 5)
     axes = figure.subplots()
-    axes.bar(np.arange(count), accuracy[order], width=0.8, color="C0")
-    mean = float(accuracy.mean()) if count else 0.0
-    axes.axhline(mean, color="C3", linestyle="--", label=f"mean class accuracy {mean:.1f} %")
-    axes.set(title="Top-1 accuracy per class (video level), best to worst", ylabel="top-1 accuracy (%)",
-             ylim=(0, 100), xlim=(-0.6, count - 0.4))
+    axes.bar(np.arange(count), values[order], width=0.8, color="C0")
+    mean = float(values.mean()) if count else 0.0
+    axes.axhline(mean, color="C3", linestyle="--", label=f"{mean_name} {mean:.1f} %")
+    axes.set(title=title, ylabel=measure, ylim=(0, 100), xlim=(-0.6, count - 0.4))
     if named:
         axes.set_xticks(np.arange(count), [names[i] for i in order], rotation=90, fontsize=_tick_font_size(count))
         axes.set_xlabel("class")
     else:
         axes.set_xticks([])
-        axes.set_xlabel(f"{count} classes, sorted by accuracy")
+        axes.set_xlabel(f"{count} classes, sorted best to worst")
     axes.legend(loc="upper right")
     axes.grid(axis="y", alpha=0.3)
     return figure
 
 
-def plot_per_class_accuracy(names: List[str], accuracy: Sequence[float], png_path: str) -> str:
-    return _save(per_class_accuracy_figure(names, accuracy), png_path)
+def plot_class_bars(names: Sequence[str], values: Sequence[float], png_path: str, **labels: str) -> str:
+    """`class_bars_figure` (its `labels`: title, measure, mean_name) saved as `png_path`."""
+    return _save(class_bars_figure(names, values, **labels), png_path)
 
 
 def confusion_matrix_figure(confusion: np.ndarray, names: List[str]):

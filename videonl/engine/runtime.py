@@ -16,7 +16,7 @@ from torch import nn
 
 from videonl.data.loader import memory_format
 from videonl.engine.distributed import select_device
-from videonl.engine.weight_sources import Weights, WeightsMetadata, cfg_for_weights, open_weights
+from videonl.engine.weight_sources import Weights, WeightsMetadata, cfg_for_trained, open_weights
 from videonl.models.build import build_model
 from videonl.models.conversions import CheckpointError
 
@@ -64,9 +64,10 @@ class TrainedModel(NamedTuple):
 
 def load_trained(cfg, checkpoint: str, device: Optional[torch.device] = None) -> TrainedModel:
     """The one way testing, prediction, export and analysis load weights: `checkpoint` opened once, the input
-    its weights expect adopted into `cfg` (`weight_sources.cfg_for_weights`), the model loaded (`load_model`)."""
+    its weights expect and the task they were trained for adopted into `cfg` (`weight_sources.cfg_for_trained`),
+    the model loaded (`load_model`)."""
     weights = open_weights(checkpoint)
-    cfg = cfg_for_weights(cfg, weights)
+    cfg = cfg_for_trained(cfg, weights)
     return TrainedModel(cfg, _model_with(cfg, weights, device), weights.metadata)
 
 

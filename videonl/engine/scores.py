@@ -1,12 +1,12 @@
 """Per-video scores of an evaluation, and the store that keeps them on disk so an interrupted evaluation resumes.
 
-A `VideoScore` is one video's outcome: its views' combined probabilities, rounded as the store keeps them, and
-how many of its views were right. With an output folder, every rank appends one JSON line per video to
-`scores.rank{r}.jsonl`, flushed after every batch. Reading gathers all such files (written by any number of
-processes) and ignores a last line cut short by a kill. The first line of each file describes what was scored
-(list file, videos, classes, views, frames, a fingerprint of the weights); files that describe another
-evaluation are refused with `StaleScoresError` rather than deleted, so scores of two models are never mixed and
-none are lost by mistake. The folder must be shared by all ranks.
+A `VideoScore` is one video's outcome: its views' probabilities combined as the task combines them, rounded as
+the store keeps them, and how many of its views were right. With an output folder, every rank appends one JSON
+line per video to `scores.rank{r}.jsonl`, flushed after every batch. Reading gathers all such files (written by
+any number of processes) and ignores a last line cut short by a kill. The first line of each file describes what
+was scored (list file, task, videos, classes, views, frames, a fingerprint of the weights); files that describe
+another evaluation are refused with `StaleScoresError` rather than deleted, so scores of two models are never
+mixed and none are lost by mistake. The folder must be shared by all ranks.
 """
 
 import contextlib
@@ -16,20 +16,21 @@ import hashlib
 import json
 import os
 from functools import cached_property
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from videonl.data.loader import list_file
+from videonl.tasks import Task, task_name
+from videonl.tasks.base import TOP_K, ScoreLabel
 
-TOP_K = 5  # classes kept in a video's ranking: top-1 and top-5 accuracy, the predictions' columns
 PROBABILITY_DIGITS = 6  # significant digits kept per probability (float32 holds 6 exactly): half the file size
 SCORES_PATTERN = "scores.rank{rank}.jsonl"
 
 
 class StaleScoresError(RuntimeError):
-    """The output folder holds scores of another evaluation (other list, classes, views or weights)."""
+    """The output folder holds scores of another evaluation (other list, task, classes, views or weights)."""
 
 
 def _rounded(probabilities: Iterable[float]) -> List[float]:
@@ -38,8 +39,9 @@ def _rounded(probabilities: Iterable[float]) -> List[float]:
 
 @dataclasses.dataclass
 class VideoScore:
-    """One video's outcome: its views' averaged probabilities (float32 [classes]; None when it could not be
-    decoded) and how many of its views ranked the label first (clip-level accuracy).
+    """One video's outcome: its views' combined probabilities (float32 [classes]; None when it could not be
+    decoded) and how many of its views ranked one of its classes first (clip-level accuracy). `label` is the
+    task's `score_label`: a class index (single-label) or the list of the video's classes (multi-label).
 
     Probabilities are rounded to PROBABILITY_DIGITS when scored, exactly as the scores file keeps them, so a
     resumed evaluation ranks classes exactly as an uninterrupted one.
@@ -47,18 +49,20 @@ class VideoScore:
 
     index: int
     path: str
-    label: int
+    label: ScoreLabel
     probabilities: Optional[np.ndarray]
     view_hits: int = 0
     views: int = 0
     error: str = ""
 
     @classmethod
-    def from_views(cls, index: int, path: str, label: int, view_probabilities: torch.Tensor) -> "VideoScore":
-        """From the [views, classes] softmax of one video's views."""
-        average = np.asarray(_rounded(view_probabilities.mean(dim=0).tolist()), dtype=np.float32)
-        view_hits = int((view_probabilities.argmax(dim=1) == label).sum())
-        return cls(index, path, label, average, view_hits, len(view_probabilities))
+    def from_views(cls, index: int, path: str, label: ScoreLabel, view_probabilities: torch.Tensor,
+                   task: Task) -> "VideoScore":
+        """From the [views, classes] probabilities of one video's views, combined as `task` combines them."""
+        combined = np.asarray(_rounded(task.combine_views(view_probabilities).tolist()), dtype=np.float32)
+        best = view_probabilities.argmax(dim=1)
+        view_hits = int(sum((best == c).sum() for c in _classes(label)))
+        return cls(index, path, label, combined, view_hits, len(view_probabilities))
 
     @classmethod
     def from_json(cls, line: str) -> "VideoScore":
@@ -76,13 +80,23 @@ class VideoScore:
     def failed(self) -> bool:
         return self.probabilities is None
 
+    @property
+    def classes(self) -> Tuple[int, ...]:
+        """The video's classes: its one class (single-label) or all of them (multi-label)."""
+        return _classes(self.label)
+
     @cached_property
     def top_classes(self) -> List[int]:
         """The TOP_K most probable classes, best first (equal scores: lower class first)."""
         return np.argsort(-self.probabilities, kind="stable")[:TOP_K].tolist()
 
     def hit(self, k: int) -> bool:
-        return not self.failed and self.label in self.top_classes[:k]
+        """Whether one of the video's classes is among its k best."""
+        return not self.failed and any(c in self.top_classes[:k] for c in self.classes)
+
+
+def _classes(label: ScoreLabel) -> Tuple[int, ...]:
+    return (label,) if isinstance(label, int) else tuple(label)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -97,6 +111,7 @@ def scores_meta(cfg, split: str, dataset, model: torch.nn.Module) -> dict:
     """What the scores of an output folder are scores of; a resumed evaluation must match it exactly."""
     return {
         "list": os.path.abspath(list_file(cfg, split)),
+        "task": {"name": task_name(dataset.task), **dataset.task.scoring()},
         "videos": len(dataset),
         "classes": cfg.MODEL.NUM_CLASSES,
         "views_per_video": dataset.views_per_video,

@@ -14,6 +14,7 @@ from videonl.engine.runtime import load_trained
 from videonl.engine.setup import prepared_run
 from videonl.engine.weight_sources import cfg_for_weights, open_weights
 from videonl.models.conversions import CheckpointError
+from videonl.tasks import build_task
 
 logger = logging.getLogger(__name__)
 
@@ -51,5 +52,5 @@ def test_model(cfg, device: torch.device, trained: Optional[nn.Module] = None) -
     logger.info("testing %s on %s (%d clips x %s crop per video); results in %s", source, cfg.TEST.SPLIT,
                 cfg.TEST.NUM_CLIPS, cfg.TEST.CROP, out_dir)
     results = evaluate(model, cfg, "test", device, out_dir)
-    logger.info("test results of %s:\n%s", source, format_results(results))
+    logger.info("test results of %s:\n%s", source, format_results(results, build_task(cfg)))
     return results

@@ -13,7 +13,6 @@ import time
 from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from videonl.data.loader import build_loader, model_input, set_epoch
@@ -31,6 +30,7 @@ from videonl.engine.setup import prepared_run
 from videonl.engine.weight_sources import Weights, cfg_for_weights, open_weights
 from videonl.models.build import build_model
 from videonl.progress import Progress, progress
+from videonl.tasks import build_task
 
 logger = logging.getLogger(__name__)
 PRECISE_BN_EPOCH = 10 ** 6  # sampler epochs from here on feed precise BN, never the training batches
@@ -112,6 +112,7 @@ class TrainingLoop:
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.checkpoints, self.global_batch = checkpoints, global_batch
         self.trainable = self._wrapped(model)
+        self.task = build_task(cfg)
         self.loader = build_loader(cfg, "train")
         self.precise_bn_loader = None  # a loader of its own: sharing would reset the training iterator
         self.metrics = MetricsWriter(cfg.OUTPUT_DIR)
@@ -150,7 +151,7 @@ class TrainingLoop:
         set_learning_rate(self.optimizer, lr)
         clips = model_input(batch["clip"], cfg, self.device)
         with autocast(cfg, self.device):
-            loss = F.cross_entropy(self.trainable(clips), batch["label"].to(self.device))
+            loss = self.task.loss(self.trainable(clips), batch["label"].to(self.device))
         mean_loss = self._mean_over_processes(loss.detach().float())
         if not math.isfinite(mean_loss):
             raise NonFiniteError(self._non_finite_message(mean_loss, iteration, lr, batch))
@@ -222,7 +223,7 @@ class TrainingLoop:
         if cfg.TRAIN.PRECISE_BN_BATCHES > 0 and updatable_batch_norms(self.model):
             recompute_batch_norm_statistics(self.model, self._precise_bn_clips(done))
         results = evaluate(self.model, cfg, "val", self.device, progress=False)
-        logger.info("validation at iteration %d:\n%s", done, format_results(results))
+        logger.info("validation at iteration %d:\n%s", done, format_results(results, self.task))
         self.metrics.write(done, "val", results)
         return results
 

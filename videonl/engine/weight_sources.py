@@ -3,9 +3,9 @@ says of itself.
 
 "imagenet" (torchvision's weights, inflated), a `.pth`/`.pt`/`.pyth` file (ours, a torchvision 2D ResNet, a
 PyTorchVideo model-zoo file) or a Caffe2 `.pkl`. `open_weights` recognises the format and reads a torch file
-once; the `Weights` it returns give both the metadata (the input the weights expect, their class names) and the
-state for a model, so no command reads a file twice. Reading a foreign format is the conversion package's job,
-ours is our own checkpoints'.
+once; the `Weights` it returns give both the metadata (the input the weights expect, their class names, the task
+they were trained for) and the state for a model, so no command reads a file twice. Reading a foreign format is
+the conversion package's job, ours is our own checkpoints'.
 """
 
 import dataclasses
@@ -17,6 +17,7 @@ from torch import nn
 
 from videonl.engine.checkpoint_format import checked_checkpoint, is_videonl_checkpoint
 from videonl.engine.input_spec import CAFFE2_INPUT, IMAGENET_INPUT, PYTORCHVIDEO_INPUT, InputSpec, adopt_input
+from videonl.engine.task_spec import adopt_task, recorded_task
 from videonl.models.conversions import (
     convert_caffe2,
     convert_pytorchvideo,
@@ -47,11 +48,12 @@ def check_weights_source(source: str) -> str:
 
 
 class WeightsMetadata(NamedTuple):
-    """What a weights source says beside its weights: the input they expect and the class names by index
-    (None where it does not say)."""
+    """What a weights source says beside its weights: the input they expect, the class names by index and the
+    task they were trained for (`task_spec.recorded_task`; None where it does not say)."""
 
     input: Optional[InputSpec]
     classes: Optional[List[str]]
+    task: Optional[Dict[str, Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +70,8 @@ class Weights:
         """Ours record both; the other releases' input is known from their training code (`FORMAT_INPUTS`)."""
         if self.format == "videonl":
             record = self.content.get("input")
-            return WeightsMetadata(InputSpec.from_record(record) if record else None, self.content.get("classes"))
+            return WeightsMetadata(InputSpec.from_record(record) if record else None, self.content.get("classes"),
+                                   recorded_task(self.content["cfg"]))
         return WeightsMetadata(FORMAT_INPUTS[self.format], None)
 
     def state_for(self, model: nn.Module) -> Tuple[Dict[str, torch.Tensor], List[str]]:
@@ -113,3 +116,9 @@ def cfg_for_weights(cfg, weights: Optional[Weights]):
     """`cfg` feeding the input `weights` expect, in the keys the user did not set (`adopt_input`): where every
     command decides its input."""
     return cfg if weights is None else adopt_input(cfg, weights.metadata.input, weights.source)
+
+
+def cfg_for_trained(cfg, weights: Weights):
+    """`cfg_for_weights`, and the task the weights were trained for where the user set no TASK.NAME
+    (`task_spec.adopt_task`): what testing, prediction, export and analysis run trained weights with."""
+    return adopt_task(cfg_for_weights(cfg, weights), weights.metadata.task, weights.source)

@@ -11,7 +11,7 @@ and a YAML file that sets MODEL.BACKBONE to its name.
 from typing import Callable, Optional
 
 from videonl.config import NodeSpec
-from videonl.models.class_registry import ClassRegistry
+from videonl.class_registry import ClassRegistry
 
 BACKBONES = ClassRegistry("backbone", "MODEL.BACKBONE", "from_config(cfg)")
 

@@ -1,7 +1,5 @@
 """The classifier head on a backbone's last map `[B, C, T, H, W]`, with the paper's fully-convolutional test."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,9 +10,10 @@ class Head(nn.Module):
 
     `forward`: logits of the whole map, global average pool -> dropout -> fc, in any mode; a loss takes these.
     `test_logits`: the paper's fully-convolutional test (with `fully_conv`): average-pool windows of (all frames
-    x `pool` x `pool`) slide with stride 1 over the map, the classifier scores each window, and the result is
-    the log of the windows' averaged softmax, so its softmax is that average. One window gives its own logits
-    (the same softmax), so a test over one window equals `forward`; without `fully_conv`, `forward`.
+    x `pool` x `pool`) slide with stride 1 over the map and the classifier scores each window: logits
+    `[B, windows, classes]`, which the task combines (the softmax averaged over the windows for single-label,
+    the sigmoid for multi-label: `videonl.tasks`). One window is the whole map, so a test over one window
+    equals `forward`; without `fully_conv`, `forward` as the one window.
 
     Args:
         dim_in: channels of the map.
@@ -36,9 +35,6 @@ class Head(nn.Module):
 
     def test_logits(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fully_conv:
-            return self(x)
+            return self(x)[:, None]
         window = (x.shape[2], min(self.pool, x.shape[3]), min(self.pool, x.shape[4]))
-        logits = self.fc(F.avg_pool3d(x, window, stride=1).flatten(2).transpose(1, 2))  # [B, windows, classes]
-        if logits.shape[1] == 1:
-            return logits[:, 0]
-        return torch.logsumexp(logits.log_softmax(dim=-1), dim=1) - math.log(logits.shape[1])
+        return self.fc(F.avg_pool3d(x, window, stride=1).flatten(2).transpose(1, 2))  # [B, windows, classes]

@@ -36,14 +36,12 @@ class VideoModel(Protocol):
         """`[B, classes]` logits of the whole clip, in train and eval mode alike: what the loss takes."""
 
     def test_logits(self, clips: torch.Tensor) -> torch.Tensor:
-        """`[B, classes]` for each test view, read by testing, prediction and export, which take its softmax
-        over the classes as the view's class probabilities and average those over a video's views.
+        """`[B, windows, classes]` logits of each test view's windows, read by testing, prediction and export.
 
-        This is where the model's test knows of the softmax: the resnet3d head returns the log of its windows'
-        averaged softmax (the fully-convolutional test, `head.Head.test_logits`), so that the softmax of the
-        result is that average; a model without windows returns its logits (`forward` in eval mode). A task
-        whose views combine otherwise (multi-label sigmoid) changes this contract, `Head.test_logits` and the
-        readers together.
+        The resnet3d head classifies windows that slide over its last map (the fully-convolutional test,
+        `head.Head.test_logits`); a model without windows returns its logits as one window
+        (`forward(clips)[:, None]` in eval mode). The model knows nothing of softmax or sigmoid: the task
+        (`videonl.tasks.Task.view_output`) turns the windows into the view's class probabilities.
         """
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
@@ -56,7 +54,7 @@ class VideoModel(Protocol):
 
 
 class ModelForTest(nn.Module):
-    """A model whose forward is its `test_logits`: the test's computation, for tracing (export, FLOP counts)."""
+    """A model whose forward is its `test_logits`: the test's computation, for tracing (FLOP counts)."""
 
     def __init__(self, model: VideoModel):
         super().__init__()

@@ -19,7 +19,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from videonl.config import NodeSpec
-from videonl.models.class_registry import ClassRegistry
+from videonl.class_registry import ClassRegistry
 
 STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_block", "after_conv_c", "after_add", "conv_b")

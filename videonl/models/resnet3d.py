@@ -287,6 +287,6 @@ class VideoResNet(nn.Module):
         return self.head(self.features(x))
 
     def test_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """`[B, classes]` of the fully-convolutional test, whose softmax is the view's class probabilities (see
-        `Head`); what testing, prediction and export use."""
+        """`[B, windows, classes]` logits of the fully-convolutional test's windows (see `Head`), which the task
+        combines into the view's class probabilities; what testing, prediction and export use."""
         return self.head.test_logits(self.features(x))

@@ -62,7 +62,7 @@ def backends_to_check(choice: str) -> List[str]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    records = read_video_list(str(args.list), args.separator, args.prefix)
+    records = read_video_list(str(args.list), args.separator, args.prefix, parse_label=str)  # any task's labels
     check = partial(check_video, backends=args.backends)
     outcomes = run_jobs(check, [r.path for r in records], args.workers, "check")
     counts = report(outcomes, args.list.with_name(f"{args.list.stem}_failures.txt"))

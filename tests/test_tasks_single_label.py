@@ -1,10 +1,10 @@
-"""Evaluation metrics from hand-made per-video scores, counted by hand."""
+"""The single-label task: its metrics from hand-made per-video scores, counted by hand."""
 
 import numpy as np
 import pytest
 
-from videonl.engine.metrics import class_tally, compute_metrics, confusion_matrix
 from videonl.engine.scores import VideoScore
+from videonl.tasks.single_label import SingleLabel, class_tally, confusion_matrix
 
 CLASSES = 7
 
@@ -43,13 +43,12 @@ def test_the_confusion_matrix_counts_decoded_videos_by_true_and_predicted_class(
                 failed_policy="excluded")),
 ])
 def test_metrics_count_a_failed_video_as_wrong_at_both_levels_unless_excluded(exclude_failed, expected):
-    metrics = compute_metrics(SCORES, num_classes=CLASSES, videos=4, views_per_video=2,
-                              exclude_failed=exclude_failed, split="val")
+    metrics = SingleLabel(CLASSES).metrics(SCORES, videos=4, views_per_video=2, exclude_failed=exclude_failed,
+                                           split="val")
     assert {key: metrics[key] for key in expected} == pytest.approx(expected)
     assert (metrics["videos"], metrics["scored"], metrics["failed"], metrics["split"]) == (4, 3, 1, "val")
 
 
 def test_nothing_counted_gives_zeros_not_a_division_error():
-    metrics = compute_metrics([], num_classes=CLASSES, videos=0, views_per_video=1, exclude_failed=False,
-                              split="test")
+    metrics = SingleLabel(CLASSES).metrics([], videos=0, views_per_video=1, exclude_failed=False, split="test")
     assert (metrics["top1"], metrics["clip_top1"], metrics["mean_class_accuracy"]) == (0.0, 0.0, 0.0)

@@ -1,9 +1,10 @@
 """Classes chosen by name from the config, each with an optional config node of its own.
 
-The context blocks (`registry`, chosen by CONTEXT.BLOCK) and the backbones (`backbones`, chosen by
-MODEL.BACKBONE) register this way: a class decorator names the class and may declare a `NodeSpec`, which then
-joins every config (`get_cfg()`), so that the class's settings sit beside its code. A registered class builds
-itself with a `from_config` classmethod, whose arguments each registry states.
+The context blocks (`models.registry`, chosen by CONTEXT.BLOCK), the backbones (`models.backbones`, chosen by
+MODEL.BACKBONE) and the tasks (`tasks.registry`, chosen by TASK.NAME) register this way: a class decorator names
+the class and may declare a `NodeSpec`, which then joins every config (`get_cfg()`), so that the class's
+settings sit beside its code. A registered class builds itself with a `from_config` classmethod, whose
+arguments each registry states.
 """
 
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ class ClassRegistry:
     """Classes of one kind by name.
 
     Args:
-        kind: what the classes are, for messages ("context block", "backbone").
+        kind: what the classes are, for messages ("context block", "backbone", "task").
         key: the config key that names one ("CONTEXT.BLOCK").
         from_config: the signature of the classmethod every class must have, for messages.
     """
