@@ -103,6 +103,16 @@ def test_metrics_are_the_official_map_beside_top_k_over_the_videos_with_actions(
     assert (metrics["failed"], metrics["scored"], metrics["view_combine"]) == (1, 3, "max")
 
 
+def test_a_constant_predictors_map_ranks_each_classs_videos_in_list_order():
+    # class 0's videos are the list's 1st and 2nd (AP 1), class 1's the 2nd and 4th (1/2 and 2/4): the failed v3
+    # is as constant as the others
+    metrics = MultiLabel(3).metrics(SCORES, videos=4, views_per_video=2, exclude_failed=False, split="test")
+    assert metrics["constant_mAP"] == pytest.approx(100 * (1 + (1 / 2 + 2 / 4) / 2) / 2)
+    # reversed: class 0 at the 3rd and 4th (1/3, 2/4), class 1 at the 1st and 3rd (1/1, 2/3)
+    metrics = MultiLabel(3).metrics(SCORES[::-1], videos=4, views_per_video=2, exclude_failed=False, split="test")
+    assert metrics["constant_mAP"] == pytest.approx(100 * ((1 / 3 + 2 / 4) / 2 + (1 + 2 / 3) / 2) / 2)
+
+
 def test_the_map_matches_scikit_learn_on_scores_without_ties():
     rng = np.random.default_rng(1)
     probabilities, positives = rng.random((40, 5)).astype(np.float32), rng.random((40, 5)) < 0.3
