@@ -15,7 +15,9 @@ KINETICS_MODELS = sorted((ROOT / "configs" / "kinetics400").glob("*.yaml"))
 CHARADES_RECIPE = ROOT / "configs" / "charades" / "finetune.yaml"
 # A Kinetics model composed with the Charades recipe through _BASE_ (the models the non-local paper fine-tunes)
 CHARADES_MODELS = sorted(set((ROOT / "configs" / "charades").glob("*.yaml")) - {CHARADES_RECIPE})
-MODEL_CONFIGS = KINETICS_MODELS + sorted((ROOT / "configs" / "demo").glob("*.yaml")) + CHARADES_MODELS
+DEMO_CHARADES = ROOT / "configs" / "demo_charades"
+MODEL_CONFIGS = (KINETICS_MODELS + sorted((ROOT / "configs" / "demo").glob("*.yaml")) + CHARADES_MODELS
+                 + sorted(DEMO_CHARADES.glob("*.yaml")))
 # Dataset recipes: given after a model's config, they hold only what the dataset changes.
 RECIPES = [p for folder in ("ucf101", "mini_kinetics200") for p in sorted((ROOT / "configs" / folder).glob("*.yaml"))
            ] + [CHARADES_RECIPE]
@@ -263,10 +265,21 @@ def test_a_charades_model_is_its_128_frame_kinetics_model_under_the_recipe(path)
     assert (alone.DATA.NUM_FRAMES, alone.DATA.SAMPLING_RATE, alone.BN.FROZEN) == (128, 1, True)
 
 
+def test_the_multi_label_demo_is_the_demos_nl_i3d_on_its_data_and_a_c2d_on_the_same_schedule():
+    demo, nl_i3d, c2d = (load_cfg(str(path)) for path in (ROOT / "configs" / "demo" / "nl_i3d.yaml",
+                                                           DEMO_CHARADES / "nl_i3d.yaml", DEMO_CHARADES / "c2d.yaml"))
+    assert _differences(demo, nl_i3d) == {"TASK.NAME", "DATA.PATH_TO_DATA_DIR", "SOLVER.BASE_LR", "OUTPUT_DIR"}
+    assert (nl_i3d.TASK.NAME, nl_i3d.DATA.PATH_TO_DATA_DIR) == ("multi_label", "data/demo_charades")
+    assert {key.split(".")[0] for key in _differences(nl_i3d, c2d)} == {"RESNET", "CONTEXT", "OUTPUT_DIR"}
+
+
 def test_the_charades_recipe_is_the_non_local_papers():
-    """Sec. 5.2: 1 clip per GPU (8 GPUs), 200k iterations from LR 0.00125, / 10 every 75k; the 224 window of the
-    Kinetics jitter (short side in [256, 320]) rescaled to give 288 x 288; a single test scale of 320."""
+    """Sec. 5.2: multi-label (a sigmoid per class); 1 clip per GPU (8 GPUs), 200k iterations from LR 0.00125, / 10
+    every 75k; the 224 window of the Kinetics jitter (short side in [256, 320]) rescaled to give 288 x 288; a
+    single test scale of 320."""
     cfg = load_cfg(str(CHARADES_RECIPE))
+    assert (cfg.TASK.NAME, cfg.MULTI_LABEL.VIEW_COMBINE, cfg.MULTI_LABEL.CLIP_LABELS) == (
+        "multi_label", "max", "overlap")
     assert (cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.SOLVER.REFERENCE_BATCH_SIZE, cfg.SOLVER.BASE_LR) == (1, 8, 0.00125)
     assert (cfg.SOLVER.LR_POLICY, cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER, cfg.SOLVER.GAMMA) == (
         "steps", [75000, 150000], 200000, 0.1)
