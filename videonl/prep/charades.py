@@ -11,7 +11,8 @@ actions, length (s); `actions` is `c092 11.90 21.20;c147 0.00 12.60` (class, sta
 Each video, found by id in --videos-dir (Charades_v1_480/{id}.mp4 or the original files, any container), is
 re-encoded whole like `videonl prep kinetics` (H.264 mp4, short side --short-side, frame rate kept, no audio)
 to {out}/videos/{id}.mp4 and listed as `videos/{id}.mp4 ACTIONS`, ACTIONS keeping every action with its times
-as `92:11.9:21.2;147:0:12.6` (class index:start:end), or `none` for a video without actions.
+as `92:11.9:21.2;147:0:12.6` (class index:start:end), or `none` for a video without actions (written by the
+multi-label task's `format_actions`, which its `parse_actions` reads back).
 
 A video without actions stays in train.csv as all-negative (--drop-empty-train leaves it out) and is left out
 of val.csv (--keep-empty-val keeps it), as the official evaluation (Charades_v1_classify.m) does: it reads no
@@ -37,34 +38,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
-
 from videonl.command import run
 from videonl.prep.common import (ClipJob, add_common_arguments, add_encoding_arguments, convert_clip,
                                  encoding_options, remove_leftovers, run_jobs, write_json, write_text)
 from videonl.prep.kinetics import index_raw_videos
 from videonl.prep.parts import add_shard_argument, select_part, temporary_tag, write_results
+from videonl.tasks.multi_label import Action, format_actions
 
 CLASSES_FILE = "Charades_v1_classes.txt"
 SPLIT_FILES = {"train": "Charades_v1_train.csv", "val": "Charades_v1_test.csv"}  # our split -> official file
 COLUMNS = ("id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions",
            "actions", "length")
 REQUIRED_COLUMNS = ("id", "actions", "length")  # what preparation reads; the others travel untouched
-NO_ACTIONS = "none"  # the label field of a video without actions (PHASE2's multi-label list format)
 # The default short side: Charades is tested at a single scale of 320 (non-local paper, Sec. 5.2), as Kinetics
 # is tested at 256, the short side `prep kinetics` writes; the training scales above it are upsampled, as
 # Kinetics' [256, 320] are from 256.
 SHORT_SIDE = 320
-
-
-@dataclass(frozen=True)
-class Action:
-    label: int
-    start: float
-    end: float
-
-    def text(self) -> str:
-        return f"{self.label}:{seconds_text(self.start)}:{seconds_text(self.end)}"
 
 
 @dataclass
@@ -78,12 +67,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return ";".join(action.text() for action in self.actions) or NO_ACTIONS
-
-
-def seconds_text(value: float) -> str:
-    """Seconds as the shortest decimal that reads back as the same float, never in exponent form."""
-    return np.format_float_positional(value, trim="-")
+        return format_actions(self.actions)
 
 
 def read_classes(path: Path) -> Dict[str, Tuple[int, str]]:

@@ -78,6 +78,16 @@ def parse_actions(field: str) -> Tuple[Action, ...]:
     return tuple(actions)
 
 
+def format_actions(actions: Sequence[Action]) -> str:
+    """The label field of `actions`, which `parse_actions` reads back: `none`, or `;`-separated `CLASS:START:END`
+    (`CLASS` for an action over the whole video), each time the shortest decimal that reads back as its float."""
+    def seconds(value: float) -> str:
+        return np.format_float_positional(value, trim="-")
+
+    return ";".join(str(a.class_index) if (a.start, a.end) == (0.0, math.inf) else
+                    f"{a.class_index}:{seconds(a.start)}:{seconds(a.end)}" for a in actions) or NO_ACTION
+
+
 def classes_in(actions: Iterable[Action], span: Optional[Span] = None) -> Tuple[int, ...]:
     """The sorted classes of the actions, or of those that overlap `span` (start and end in seconds)."""
     return tuple(sorted({a.class_index for a in actions if span is None or (a.start <= span[1] and a.end >= span[0])}))
