@@ -40,12 +40,12 @@ def test_a_multi_label_run_shows_its_map_beside_single_label_runs(tmp_path, caps
     single = run_folder(tmp_path, "kinetics", 70.0, 90.0, 100)
     multi = tmp_path / "charades" / "test" / "iter_0001000"
     multi.mkdir(parents=True)
-    (multi / "summary.json").write_text(json.dumps({"mAP": 37.5, "top1": 60.0, "top5": 85.0, "clip_top1": 50.0,
-                                                    "videos": 1863, "scored": 1863, "failed": 0,
+    (multi / "summary.json").write_text(json.dumps({"mAP": 37.5, "constant_mAP": 8.25, "top1": 60.0, "top5": 85.0,
+                                                    "clip_top1": 50.0, "videos": 1863, "scored": 1863, "failed": 0,
                                                     "views_per_video": 30}))
     main([single, str(tmp_path / "charades")])
     header, _, kinetics, charades, *notes = capsys.readouterr().out.splitlines()
-    assert header.split()[:3] == ["run", "mAP", "video"]
-    assert kinetics.split()[1:3] == ["70.00", "90.00"] and charades.split()[1:3] == ["37.50", "60.00"]
+    assert header.split()[:5] == ["run", "mAP", "constant", "mAP", "video"]
+    assert kinetics.split()[1:3] == ["70.00", "90.00"] and charades.split()[1:4] == ["37.50", "8.25", "60.00"]
     assert kinetics.index("70.00") == charades.index("60.00")  # the kinetics run's mAP cell is empty
     assert notes[0].startswith("(mAP in %")

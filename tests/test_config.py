@@ -12,9 +12,15 @@ from videonl.models.registry import context_block_names
 
 ROOT = Path(__file__).resolve().parents[1]
 KINETICS_MODELS = sorted((ROOT / "configs" / "kinetics400").glob("*.yaml"))
-MODEL_CONFIGS = KINETICS_MODELS + sorted((ROOT / "configs" / "demo").glob("*.yaml"))
+CHARADES_RECIPE = ROOT / "configs" / "charades" / "finetune.yaml"
+# A Kinetics model composed with the Charades recipe through _BASE_ (the models the non-local paper fine-tunes)
+CHARADES_MODELS = sorted(set((ROOT / "configs" / "charades").glob("*.yaml")) - {CHARADES_RECIPE})
+DEMO_CHARADES = ROOT / "configs" / "demo_charades"
+MODEL_CONFIGS = (KINETICS_MODELS + sorted((ROOT / "configs" / "demo").glob("*.yaml")) + CHARADES_MODELS
+                 + sorted(DEMO_CHARADES.glob("*.yaml")))
 # Dataset recipes: given after a model's config, they hold only what the dataset changes.
-RECIPES = [p for folder in ("ucf101", "mini_kinetics200") for p in sorted((ROOT / "configs" / folder).glob("*.yaml"))]
+RECIPES = [p for folder in ("ucf101", "mini_kinetics200") for p in sorted((ROOT / "configs" / folder).glob("*.yaml"))
+           ] + [CHARADES_RECIPE]
 
 
 def _leaf_keys(node, prefix=""):
@@ -125,6 +131,7 @@ def test_old_runtime_keys_load_under_their_new_names_with_a_logged_rename(tmp_pa
     assert "MIXED_PRECISION" not in cfg.TRAIN
     renamed = [record.getMessage() for record in caplog.records]
     assert any(m.startswith(f"{child}: TRAIN.CHANNELS_LAST is renamed RUNTIME.CHANNELS_LAST") for m in renamed)
+    assert any(m.startswith(f"{base}: TRAIN.COMPILE is renamed RUNTIME.COMPILE") for m in renamed)
     assert any(m.startswith("command-line override: TRAIN.MIXED_PRECISION is renamed RUNTIME.PRECISION")
                for m in renamed)
     assert load_cfg(child).RUNTIME.PRECISION == "fp32"  # the old value `none` under its new name
@@ -206,7 +213,7 @@ def _named_keys(path: Path) -> set:
 def test_every_config_is_a_model_a_recipe_or_a_base():
     configs = {p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts}
     assert configs == set(MODEL_CONFIGS) | set(RECIPES)
-    assert {p.parent.name for p in RECIPES} == {"ucf101", "mini_kinetics200"}
+    assert {p.parent.name for p in RECIPES} == {"ucf101", "mini_kinetics200", "charades"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,6 +238,7 @@ def test_a_recipe_after_any_model_sets_its_own_keys_and_nothing_else(recipe):
     ("ucf101/split2.yaml", 101, "data/ucf101/split2", True),
     ("ucf101/split3.yaml", 101, "data/ucf101/split3", True),
     ("mini_kinetics200/train.yaml", 200, "data/mini_kinetics200", False),
+    ("charades/finetune.yaml", 157, "data/charades", True),
 ])
 def test_recipes_name_their_data_and_build_their_classifier(recipe, classes, data_dir, init_required, monkeypatch,
                                                             tmp_path):
@@ -246,6 +254,43 @@ def test_ucf101_splits_share_the_split_1_schedule():
     split1, split3 = (load_cfg(str(ROOT / "configs" / "ucf101" / name)) for name in ("finetune.yaml", "split3.yaml"))
     assert (split3.SOLVER.MAX_ITER, split3.SOLVER.BASE_LR, split3.MODEL.DROPOUT) == (
         split1.SOLVER.MAX_ITER, split1.SOLVER.BASE_LR, split1.MODEL.DROPOUT)
+
+
+@pytest.mark.parametrize("path", CHARADES_MODELS, ids=lambda p: p.stem)
+def test_a_charades_model_is_its_128_frame_kinetics_model_under_the_recipe(path):
+    """The non-local paper fine-tunes its 128-frame Kinetics models on Charades (Sec. 5.2)."""
+    kinetics = ROOT / "configs" / "kinetics400" / f"{path.stem}_128x1.yaml"
+    composed, alone = load_cfg([str(kinetics), str(CHARADES_RECIPE)]), load_cfg(str(path))
+    assert alone.OUTPUT_DIR == f"output/charades/{path.stem}"
+    assert _differences(alone, composed) == {"OUTPUT_DIR"}
+    assert (alone.DATA.NUM_FRAMES, alone.DATA.SAMPLING_RATE, alone.BN.FROZEN) == (128, 1, True)
+
+
+def test_the_multi_label_demo_is_the_demos_nl_i3d_on_its_data_and_a_c2d_on_the_same_schedule():
+    demo, nl_i3d, c2d = (load_cfg(str(path)) for path in (ROOT / "configs" / "demo" / "nl_i3d.yaml",
+                                                           DEMO_CHARADES / "nl_i3d.yaml", DEMO_CHARADES / "c2d.yaml"))
+    assert _differences(demo, nl_i3d) == {"TASK.NAME", "DATA.PATH_TO_DATA_DIR", "SOLVER.BASE_LR", "OUTPUT_DIR"}
+    assert (nl_i3d.TASK.NAME, nl_i3d.DATA.PATH_TO_DATA_DIR) == ("multi_label", "data/demo_charades")
+    assert {key.split(".")[0] for key in _differences(nl_i3d, c2d)} == {"RESNET", "CONTEXT", "OUTPUT_DIR"}
+
+
+def test_the_charades_recipe_is_the_non_local_papers():
+    """Sec. 5.2: multi-label (a sigmoid per class); 1 clip per GPU (8 GPUs), 200k iterations from LR 0.00125, / 10
+    every 75k; the 224 window of the Kinetics jitter (short side in [256, 320]) rescaled to give 288 x 288; a
+    single test scale of 320."""
+    cfg = load_cfg(str(CHARADES_RECIPE))
+    assert (cfg.TASK.NAME, cfg.MULTI_LABEL.VIEW_COMBINE, cfg.MULTI_LABEL.CLIP_LABELS) == (
+        "multi_label", "max", "overlap")
+    assert (cfg.DATALOADER.TRAIN_BATCH_SIZE, cfg.SOLVER.REFERENCE_BATCH_SIZE, cfg.SOLVER.BASE_LR) == (1, 8, 0.00125)
+    assert (cfg.SOLVER.LR_POLICY, cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER, cfg.SOLVER.GAMMA) == (
+        "steps", [75000, 150000], 200000, 0.1)
+    assert [round(scale * 224 / 288) for scale in cfg.DATA.TRAIN_JITTER_SCALES] == [256, 320]
+    assert (cfg.DATA.TRAIN_CROP_SIZE, cfg.MODEL.HEAD_POOL * 32) == (288, 288)
+    assert (cfg.DATA.TEST_CROP_SIZE, cfg.TEST.CROP) == (320, "full")
+
+
+def _differences(first, second):
+    return {key for key in _leaf_keys(first) if _get(first, key) != _get(second, key)}
 
 
 def _get(cfg, dotted):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from block_checks import assert_matches_reference, conv1x1
+from block_checks import assert_matches_reference
 from videonl.config import load_cfg
 from videonl.flops import flop_analysis
 from videonl.info import model_report

@@ -303,7 +303,8 @@ def test_checkout_scripts_run_with_worker_processes(tmp_path):
     assert len(list((tmp_path / "raw").iterdir())) == 8
 
 
-@pytest.mark.parametrize("script", ["kinetics", "mini_kinetics", "ucf101", "check", "demo", "shards"])
+@pytest.mark.parametrize("script", ["kinetics", "mini_kinetics", "ucf101", "charades", "check", "demo", "demo_charades",
+                                    "merge", "shards"])
 def test_every_script_has_help(script):
     result = subprocess.run([sys.executable, str(ROOT / "data_prep" / f"{script}.py"), "--help"],
                             capture_output=True, text=True, cwd="/")

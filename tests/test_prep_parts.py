@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from videonl.command import run
-from videonl.prep import kinetics, merge, ucf101
+from videonl.prep import charades, demo_charades, kinetics, merge, ucf101
 from videonl.prep.common import ClipJob
 from videonl.prep.parts import Shard, select_part
 from videos import write_h264
@@ -55,6 +55,31 @@ def test_merged_kinetics_parts_are_byte_identical_to_one_run(kinetics_source, tm
         assert (parts / name).read_bytes() == (whole / name).read_bytes(), name
     assert sorted(p.relative_to(parts) for p in (parts / "train").rglob("*.mp4")) == \
         sorted(p.relative_to(whole) for p in (whole / "train").rglob("*.mp4"))
+
+
+def test_merged_charades_parts_are_byte_identical_to_one_run(tmp_path):
+    """Charades' lists carry multi-label fields, and each part also writes the whole CSV's notes."""
+    source = tmp_path / "source"
+    demo_charades.main(["--out-dir", str(source), "--train", "7", "--val", "4", "--size", "32", "--seconds", "1",
+                        "--fps", "8", "--empty-fraction", "0.3", "--seed", "2", "--workers", "1"])
+    next(iter(sorted((source / "Charades_v1_480").iterdir()))).unlink()  # a video not downloaded
+
+    def prepare_charades(out, *extra):
+        return charades.main(["--annotations-dir", str(source), "--videos-dir", str(source / "Charades_v1_480"),
+                              "--out-dir", str(out), "--short-side", "32", "--workers", "1", *extra])
+
+    whole = prepare_charades(tmp_path / "whole")
+    assert sum(whole[split]["failed"] for split in whole) == 1
+    parts = tmp_path / "parts"
+    for index in range(3):
+        prepare_charades(parts, "--shard", f"{index}/3")
+    merge.main(["--out-dir", str(parts), "--split", "train", "val", "--parts", "3"])
+    for name in ("train.csv", "missing_train.txt", "notes_train.txt", "val.csv", "missing_val.txt", "notes_val.txt",
+                 "classes.json"):
+        assert (parts / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert ";" in (parts / "train.csv").read_text()
+    assert sorted(p.name for p in (parts / "videos").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "whole" / "videos").iterdir())
 
 
 def jobs_of(keys, present):

@@ -12,7 +12,7 @@ from videonl.config import ConfigError, get_cfg
 from videonl.engine.scores import VideoScore
 from videonl.tasks import build_task
 from videonl.tasks.base import ClassBars, Selection
-from videonl.tasks.multi_label import Action, MultiLabel, parse_actions
+from videonl.tasks.multi_label import Action, MultiLabel, format_actions, parse_actions
 
 TASK = MultiLabel(4)
 
@@ -21,6 +21,18 @@ def test_the_label_field_holds_actions_with_or_without_times():
     assert parse_actions("2:11.90:21.20;0:0.00:12.60") == (Action(2, 11.9, 21.2), Action(0, 0.0, 12.6))
     assert parse_actions("3;1") == (Action(3, 0.0, math.inf), Action(1, 0.0, math.inf))
     assert parse_actions("none") == () and parse_actions("7:3:3") == (Action(7, 3.0, 3.0),)
+
+
+def test_a_label_field_written_reads_back_as_the_same_actions():
+    assert format_actions([Action(92, 11.9, 21.2), Action(147, 0.0, 12.6)]) == "92:11.9:21.2;147:0:12.6"
+    assert format_actions([Action(3), Action(17)]) == "3;17" and format_actions([]) == "none"
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(0, 40, 50)
+    actions = tuple(Action(int(c), float(start), float(start + length)) for c, start, length in
+                    zip(rng.integers(0, 157, 50), starts, rng.exponential(5, 50)))
+    field = format_actions(actions)
+    assert parse_actions(field) == actions and "e" not in field  # every float exact, none in exponent form
+    assert parse_actions(format_actions([Action(2, 0.0, 1e-7)])) == (Action(2, 0.0, 1e-7),)
 
 
 @pytest.mark.parametrize("field, problem", [
@@ -101,6 +113,16 @@ def test_metrics_are_the_official_map_beside_top_k_over_the_videos_with_actions(
     assert metrics["top1"] == pytest.approx(100 / counted) and metrics["top5"] == pytest.approx(200 / counted)
     assert metrics["clip_top1"] == pytest.approx(100 * 3 / (2 * counted))
     assert (metrics["failed"], metrics["scored"], metrics["view_combine"]) == (1, 3, "max")
+
+
+def test_a_constant_predictors_map_ranks_each_classs_videos_in_list_order():
+    # class 0's videos are the list's 1st and 2nd (AP 1), class 1's the 2nd and 4th (1/2 and 2/4): the failed v3
+    # is as constant as the others
+    metrics = MultiLabel(3).metrics(SCORES, videos=4, views_per_video=2, exclude_failed=False, split="test")
+    assert metrics["constant_mAP"] == pytest.approx(100 * (1 + (1 / 2 + 2 / 4) / 2) / 2)
+    # reversed: class 0 at the 3rd and 4th (1/3, 2/4), class 1 at the 1st and 3rd (1/1, 2/3)
+    metrics = MultiLabel(3).metrics(SCORES[::-1], videos=4, views_per_video=2, exclude_failed=False, split="test")
+    assert metrics["constant_mAP"] == pytest.approx(100 * ((1 / 3 + 2 / 4) / 2 + (1 + 2 / 3) / 2) / 2)
 
 
 def test_the_map_matches_scikit_learn_on_scores_without_ties():

@@ -13,7 +13,18 @@ from typing import Dict, Optional, Sequence, Tuple
 
 DESCRIPTION = "Video action recognition with non-local and global-context blocks (C2D, I3D, slow-only ResNets)."
 PREP_DESCRIPTION = "Dataset preparation: downloaded datasets -> resized clips and the list files videonl reads."
-# subcommand -> (module whose main(argv) it runs, one line for the command list)
+# subcommand -> (module whose main(argv) it runs, one line for the command list): `videonl prep`'s, `videonl`'s
+PREP_COMMANDS: Dict[str, Tuple[str, str]] = {
+    "kinetics": ("videonl.prep.kinetics", "Kinetics-400 CSVs and videos -> trimmed clips and list files"),
+    "mini-kinetics": ("videonl.prep.mini_kinetics", "Mini-Kinetics-200 lists from a prepared Kinetics-400"),
+    "ucf101": ("videonl.prep.ucf101", "UCF101 splits -> list files (optionally re-encoded videos)"),
+    "charades": ("videonl.prep.charades", "Charades annotations and videos -> resized videos and multi-label lists"),
+    "check": ("videonl.prep.check", "decode every video of a list; report (and drop) the failing ones"),
+    "demo": ("videonl.prep.demo", "synthetic videos and Kinetics-style CSVs for the demo"),
+    "demo-charades": ("videonl.prep.demo_charades", "synthetic multi-label videos and Charades-style annotations"),
+    "merge": ("videonl.prep.merge", "join the parts a job array prepared (--shard I/N) into the lists one run writes"),
+    "shards": ("videonl.prep.shards", "pack prepared lists into WebDataset shards read by path or URL (DATA.SHARDS)"),
+}
 COMMANDS: Dict[str, Tuple[str, str]] = {
     "train": ("videonl.train", "train and/or test a model as a config says (train_net.py is the same)"),
     "predict": ("videonl.predict", "class names and probabilities for your own videos"),
@@ -23,16 +34,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "analyze": ("videonl.analyze.__main__", "attention statistics and pictures of a trained model"),
     "benchmark": ("videonl.benchmark.__main__", "time and memory figures of models, blocks and loaders"),
     "compare": ("videonl.compare", "test results of several runs side by side"),
-    "prep": ("", "dataset preparation: videonl prep {kinetics,mini-kinetics,ucf101,check,demo,merge,shards}"),
-}
-PREP_COMMANDS: Dict[str, Tuple[str, str]] = {
-    "kinetics": ("videonl.prep.kinetics", "Kinetics-400 CSVs and videos -> trimmed clips and list files"),
-    "mini-kinetics": ("videonl.prep.mini_kinetics", "Mini-Kinetics-200 lists from a prepared Kinetics-400"),
-    "ucf101": ("videonl.prep.ucf101", "UCF101 splits -> list files (optionally re-encoded videos)"),
-    "check": ("videonl.prep.check", "decode every video of a list; report (and drop) the failing ones"),
-    "demo": ("videonl.prep.demo", "synthetic videos and Kinetics-style CSVs for the demo"),
-    "merge": ("videonl.prep.merge", "join the parts a job array prepared (--shard I/N) into the lists one run writes"),
-    "shards": ("videonl.prep.shards", "pack prepared lists into WebDataset shards read by path or URL (DATA.SHARDS)"),
+    "prep": ("", f"dataset preparation: videonl prep {{{','.join(PREP_COMMANDS)}}}"),
 }
 
 

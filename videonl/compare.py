@@ -20,8 +20,8 @@ from videonl.command import parse_args, run
 
 PICTURES = ("training_curves.png", "per_class_accuracy.png", "confusion_matrix.png", "per_class_ap.png")
 # summary.json's scores as columns: key -> header; each task's summary holds some of them
-SCORES = {"mAP": "mAP", "top1": "video top-1", "top5": "video top-5", "mean_class_accuracy": "mean class",
-          "clip_top1": "clip top-1"}
+SCORES = {"mAP": "mAP", "constant_mAP": "constant mAP", "top1": "video top-1", "top5": "video top-5",
+          "mean_class_accuracy": "mean class", "clip_top1": "clip top-1"}
 
 
 def newest_test(run_dir: str) -> str:
@@ -62,7 +62,8 @@ def format_rows(rows: List[dict], mean: bool = False) -> str:
     lines.insert(1, "  ".join("-" * width for width in widths))
     if "mAP" in shown:
         lines.append("(mAP in %: the official Charades evaluation's, over the classes with actions; video level = "
-                     "each class's sigmoid combined over the views as the run's task says)")
+                     "each class's sigmoid combined over the views as the run's task says; constant mAP = every video "
+                     "scored alike, the floor)")
     if "mean_class_accuracy" in shown:
         lines.append("(accuracies in %; video level = softmax averaged over the views; clip top-1 = each view "
                      "alone)")

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import numpy as np
@@ -26,6 +26,9 @@ DEFAULT_FAST_DECODE = True
 
 
 STATUSES = ("done", "skipped", "failed")
+# A list entry's label field: a class index, or a multi-label field (`none`, `92:11.9:21.2;147:0:12.6`: see
+# prep/charades.py) written as text.
+Label = Union[int, str]
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Outcome:
     status: str
     reason: str = ""
     path: str = ""
-    label: Optional[int] = None
+    label: Optional[Label] = None
 
 
 @contextlib.contextmanager
@@ -224,7 +227,7 @@ class ClipJob:
     key: str
     source: Optional[Path]
     target: Path
-    label: int
+    label: Label
     short_side: int
     start: Optional[float] = None
     end: Optional[float] = None

@@ -17,6 +17,7 @@ import argparse
 import csv
 import io
 import sys
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -60,13 +61,31 @@ def polygon_mask(height: int, width: int, centre, radius: float, sides: int, ang
     return inside
 
 
-def render(class_name: str, seed: int, height: int, width: int, num_frames: int, fps: float) -> np.ndarray:
-    """[num_frames, height, width, 3] uint8 frames of one video of `class_name`."""
+@dataclass(frozen=True)
+class Motion:
+    """One shape doing one class's motion: its look, and where it is after `t` frames of the motion."""
+    colour: np.ndarray
+    sides: int
+    aspect: float  # across / along: the polygon is squashed, so every turn is visible (see `random_motion`)
+    centre: np.ndarray  # (x, y) at t = 0
+    velocity: np.ndarray  # (x, y) pixels per frame
+    radius: float  # at t = 0
+    scale_rate: float  # radius factor per frame
+    angle: float  # radians at t = 0
+    turn: float  # radians per frame
+
+    def mask(self, height: int, width: int, t: float) -> np.ndarray:
+        """Boolean [height, width] mask of the shape after `t` frames of its motion."""
+        return polygon_mask(height, width, self.centre + self.velocity * t, self.radius * self.scale_rate ** t,
+                            self.sides, self.angle + self.turn * t, self.aspect)
+
+
+def random_motion(class_name: str, rng: np.random.Generator, height: int, width: int, num_frames: int,
+                  fps: float) -> Motion:
+    """A shape of random look, size, place and speed doing `class_name`, inside the frame for `num_frames`."""
     size = min(height, width)
     frame_size = np.array([width, height])
-    rng = np.random.default_rng(seed)
     (dx, dy), spin, growth = CLASSES[class_name]
-    background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     colour = SHAPE_COLOURS[rng.integers(len(SHAPE_COLOURS))]
     sides = int(rng.integers(3, 5))
     speed = size * rng.uniform(0.12, 0.16) / fps  # pixels per frame: the shape crosses about half the frame
@@ -83,13 +102,24 @@ def render(class_name: str, seed: int, height: int, width: int, num_frames: int,
     centre = rng.uniform(np.minimum(low, high), np.maximum(low, high))
     angle = rng.uniform(0, 2 * np.pi)
     aspect = rng.uniform(0.5, 0.65)
-    frames = np.empty((num_frames, height, width, 3), np.uint8)
-    for t in range(num_frames):
-        mask = polygon_mask(height, width, centre + speed * t * np.array([dx, dy]), radius * scale_rate ** t,
-                            sides, angle + turn * t, aspect)
-        frames[t] = np.where(mask[..., None], colour, background)
-    noise = rng.integers(-6, 7, frames.shape, dtype=np.int16)  # texture, so the encoder has real work
+    return Motion(colour, sides, aspect, centre, speed * np.array([dx, dy]), radius, scale_rate, angle, turn)
+
+
+def with_noise(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Frames with light noise, a texture that gives the encoder real work."""
+    noise = rng.integers(-6, 7, frames.shape, dtype=np.int16)
     return np.clip(frames + noise, 0, 255).astype(np.uint8)
+
+
+def render(class_name: str, seed: int, height: int, width: int, num_frames: int, fps: float) -> np.ndarray:
+    """[num_frames, height, width, 3] uint8 frames of one video of `class_name`."""
+    rng = np.random.default_rng(seed)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    frames[:] = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    motion = random_motion(class_name, rng, height, width, num_frames, fps)
+    for t in range(num_frames):
+        frames[t][motion.mask(height, width, t)] = motion.colour
+    return with_noise(frames, rng)
 
 
 def youtube_like_id(seed: int) -> str:

@@ -18,7 +18,9 @@ bce_logit, MODEL.HEAD_ACT sigmoid, DATA.ENSEMBLE_METHOD max), and the official c
 - the metric is mAP as `Charades_v1_classify.m` computes it (`average_precision`); a video that failed to decode
   scores -inf for every class unless TEST.EXCLUDE_FAILED, as the official code scores a missing one. Top-1 /
   top-5 (the video's best class, or one of its five best, is one of its actions) are reported beside it over
-  the videos with actions.
+  the videos with actions, and the mAP of a constant predictor, which scores every video alike (the official
+  stable sort then ranks each class's videos in list order): the floor a model must beat, near each class's
+  share of videos rather than 0.
 """
 
 import math
@@ -74,6 +76,16 @@ def parse_actions(field: str) -> Tuple[Action, ...]:
         else:
             actions.append(Action(int(index), float(start), float(end)))
     return tuple(actions)
+
+
+def format_actions(actions: Sequence[Action]) -> str:
+    """The label field of `actions`, which `parse_actions` reads back: `none`, or `;`-separated `CLASS:START:END`
+    (`CLASS` for an action over the whole video), each time the shortest decimal that reads back as its float."""
+    def seconds(value: float) -> str:
+        return np.format_float_positional(value, trim="-")
+
+    return ";".join(str(a.class_index) if (a.start, a.end) == (0.0, math.inf) else
+                    f"{a.class_index}:{seconds(a.start)}:{seconds(a.end)}" for a in actions) or NO_ACTION
 
 
 def classes_in(actions: Iterable[Action], span: Optional[Span] = None) -> Tuple[int, ...]:
@@ -163,12 +175,15 @@ class MultiLabel(Task):
                 split: str) -> dict:
         counted, probabilities, positives = self._ranked(scores, exclude_failed)
         mean_ap, per_class = mean_average_precision(probabilities, positives)
+        constant_map, _ = mean_average_precision(np.zeros(probabilities.shape), positives)
         with_actions = [score for score in counted if score.label]
         views = sum(score.views if not score.failed else views_per_video for score in with_actions)
         failed = sum(score.failed for score in scores)
         return {
             "split": split,
             "mAP": 100.0 * mean_ap,
+            # every video scored alike, so each class's videos rank in list order: the floor a model must beat
+            "constant_mAP": 100.0 * constant_map,
             "classes_in_mAP": int((~np.isnan(per_class)).sum()),
             "top1": percent(sum(score.hit(1) for score in with_actions), len(with_actions)),
             "top5": percent(sum(score.hit(5) for score in with_actions), len(with_actions)),
