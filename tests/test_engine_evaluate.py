@@ -221,7 +221,7 @@ def test_a_thirty_view_test_over_two_ranks_scores_each_video_of_an_uneven_list_o
     assert json.loads((out_dir / "summary.json").read_text()) == single
 
 
-SLOW_EVALUATION = """
+STALLING_EVALUATION = """
 import json, sys, time
 import torch
 import torch.multiprocessing as mp
@@ -230,16 +230,18 @@ from grey_videos import GreyLevelModel, grey_cfg
 from videonl.engine.evaluate import evaluate
 
 
-class SlowGreyLevelModel(GreyLevelModel):
+class StallingGreyLevelModel(GreyLevelModel):
+    # Scores one video (30 views, 2 a forward), then hangs: each rank writes exactly one video's scores.
     def forward(self, x):
-        time.sleep(0.1)
+        if self.views_seen >= 30:
+            time.sleep(3600)
         return super().forward(x)  # test_logits calls it
 
 
 def rank_main(rank, data_dir, out_dir, init_file, overrides):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    evaluate(SlowGreyLevelModel(), grey_cfg(data_dir, **json.loads(overrides)), out_dir=out_dir, progress=False)
+    evaluate(StallingGreyLevelModel(), grey_cfg(data_dir, **json.loads(overrides)), out_dir=out_dir, progress=False)
 
 
 if __name__ == "__main__":
@@ -250,12 +252,13 @@ if __name__ == "__main__":
 def test_a_two_process_test_killed_midway_resumes_from_the_scores_written_and_ends_as_an_uninterrupted_one(
         grey_dir, tmp_path):
     data = uneven_list(grey_dir, tmp_path / "data")
-    cfg = grey_cfg(data, **THIRTY_VIEWS, **ONE_ORDER)
+    one_video_a_batch = {**THIRTY_VIEWS, **ONE_ORDER, "DATALOADER.TEST_BATCH_SIZE": 1}
+    cfg = grey_cfg(data, **one_video_a_batch)
     uninterrupted = evaluate(GreyLevelModel(), cfg, out_dir=str(tmp_path / "whole"), progress=False)
-    script, out_dir = tmp_path / "slow_evaluation.py", tmp_path / "out"
-    script.write_text(SLOW_EVALUATION)
+    script, out_dir = tmp_path / "stalling_evaluation.py", tmp_path / "out"
+    script.write_text(STALLING_EVALUATION)
     process = subprocess.Popen([sys.executable, str(script), str(ROOT / "tests"), str(ROOT), str(data), str(out_dir),
-                                str(tmp_path / "init"), json.dumps({**THIRTY_VIEWS, **ONE_ORDER})],
+                                str(tmp_path / "init"), json.dumps(one_video_a_batch)],
                                start_new_session=True)
     try:
         while process.poll() is None and sum(len(scored_indices(out_dir, rank)) for rank in range(2)
@@ -266,7 +269,7 @@ def test_a_two_process_test_killed_midway_resumes_from_the_scores_written_and_en
         process.wait()
     before = {rank: scored_indices(out_dir, rank) for rank in range(2)}
     scored = before[0] + before[1]
-    assert 2 <= len(scored) < 5, "the test ended before it was killed"
+    assert sorted(map(len, before.values())) == [1, 1], "each rank was killed after writing one video's scores"
 
     model = GreyLevelModel()
     assert evaluate(model, cfg, out_dir=str(out_dir), progress=False) == uninterrupted
