@@ -9,6 +9,7 @@ from torch import nn
 
 from helpers import randomize_batch_norms
 from videonl.config import get_cfg, load_cfg
+from videonl.benchmark.timing import torch_threads
 from videonl.data.loader import model_input
 from videonl.engine.runtime import autocast, compiled, grad_scaler, place_model
 from videonl.models import build_model
@@ -52,6 +53,7 @@ def tiny_model(cfg) -> nn.Module:
     return randomize_batch_norms(build_model(cfg)).eval()
 
 
+@torch_threads(2)  # on one thread, torch picks CPU kernels for these tiny convolutions that return contiguous output
 def test_channels_last_runs_in_that_format_and_gives_the_contiguous_output():
     clip = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
     outputs, res2_channels_last, weights_channels_last = {}, {}, {}
