@@ -1,17 +1,17 @@
 import json
 import os
 import sys
-
-if "PYTEST_XDIST_WORKER" in os.environ:
-    # The workers share the cores: each computes on its share, or their OpenMP threads spin against each other's
-    # (4 threads on 2 cores made single tests ten times slower). Subprocesses the tests start inherit it.
-    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    os.environ.setdefault("OMP_NUM_THREADS", str(share))
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # The workers share the cores: each computes on its share, or their OpenMP threads spin against each other's
+    # (4 threads on 2 cores made single tests ten times slower). Set before torch loads; subprocesses inherit it.
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
 
 TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # the helper modules, and the checkout
